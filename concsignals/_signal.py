@@ -1,0 +1,366 @@
+"""Signal and receiver(): the writer side and the send entry points.
+
+Writers (connect, disconnect, pruning of dead weak references) serialise on
+``Signal._lock`` and publish a new :class:`~concsignals._snapshot.Snapshot` with
+one attribute write.  Senders never take the lock: they read ``_snapshot``
+once and run it (see ``_snapshot.py`` for the memory-model assumptions).
+
+Locking rules
+-------------
+``Signal._lock`` guards the *replacement* of ``Signal._snapshot`` and the
+one-way ``Entry.get -> DEAD`` transition of a disconnected entry.  Nothing
+else.  While it is held:
+
+* no user code runs: receivers are inspected (``callable``, signature,
+  ``hasattr``) and weak references are made before it is taken, and no
+  receiver is called;
+* nothing blocks but the lock itself.
+
+Weak-reference callbacks never take it (``DeathNotice`` only sets a flag);
+readers only ever *try* it (``blocking=False``) to prune dead entries, so a
+send made from a ``__del__`` while this thread is inside ``connect`` cannot
+deadlock.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from collections.abc import Callable, Coroutine, Sequence
+from concurrent.futures import Executor, Future
+from typing import Any, TypeVar
+
+from . import _asyncio, _dispatch
+from ._snapshot import (
+    DEAD,
+    EMPTY,
+    DeathNotice,
+    Entry,
+    LookupKey,
+    Receiver,
+    Snapshot,
+    build,
+    receiver_getter,
+    receiver_id,
+    sender_getter,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+Responses = list[tuple[Receiver, Any]]
+
+
+class Signal:
+    """A signal: receivers connect to it, senders send through it.
+
+    ``Signal(use_caching=False, *, executor=None)``.  Every method may be
+    called from any number of threads at once, and from inside a receiver.
+
+    ``use_caching`` is accepted for compatibility with ``django.dispatch``; the
+    per-sender index it asks for is always built, so it changes nothing.
+    ``executor`` makes every ``send`` of this signal parallel (see
+    :meth:`using`).
+    """
+
+    def __init__(
+        self, use_caching: bool = False, *, executor: Executor | None = None
+    ) -> None:
+        self.use_caching = use_caching
+        self._executor = executor
+        # Guards replacing _snapshot and marking entries DEAD; see the module
+        # docstring.  Readers read _snapshot without it: one attribute read of
+        # an immutable object.
+        self._lock = threading.Lock()
+        self._snapshot: Snapshot = EMPTY
+        # Set by weak-reference callbacks (any thread, inside the GC); read and
+        # cleared by writers under _lock.
+        self._notice = DeathNotice()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__qualname__} at {id(self):#x}>"
+
+    # -- writers --------------------------------------------------------------
+
+    def connect(
+        self,
+        receiver: Receiver,
+        sender: object = None,
+        weak: bool = True,
+        dispatch_uid: object = None,
+    ) -> None:
+        """Connect ``receiver`` to this signal, for ``sender`` or (``None``) any.
+
+        Idempotent per (``dispatch_uid`` or receiver, sender).  A receiver that
+        is not callable, lacks ``**kwargs`` or cannot be weakly referenced
+        (with ``weak=True``) is refused and nothing changes.
+
+        Concurrency: atomic.  A send that begins after ``connect`` returns calls
+        the receiver; a send already under way does not.
+        """
+        check_receiver(receiver)
+        is_async = _asyncio.is_async_receiver(receiver)
+        get = receiver_getter(receiver, weak, self._notice)
+        key = _lookup_key(receiver, sender, dispatch_uid)
+        with self._lock:
+            snap = self._fresh_locked(sender)
+            existing = snap.by_key.get(key)
+            if existing is not None:
+                if existing.is_live():
+                    return
+                existing.get = DEAD  # a dead one whose id() was reused
+                snap = snap.without(existing)
+            sender_get = None
+            if sender is not None:
+                route = snap.routes.get(key[1])
+                sender_get = sender_getter(sender, route, self._notice)
+            entry = Entry(key, get, sender_get, weak=weak, is_async=is_async)
+            self._snapshot = snap.with_entry(entry)
+
+    def disconnect(
+        self,
+        receiver: Receiver | None = None,
+        sender: object = None,
+        dispatch_uid: object = None,
+    ) -> bool:
+        """Disconnect a receiver; return whether one was connected.
+
+        Concurrency: atomic.  Once it returns, no send calls the receiver
+        again, not even a send already under way that has not reached it yet.
+        A call already begun runs to its end.
+        """
+        key = _lookup_key(receiver, sender, dispatch_uid)
+        with self._lock:
+            snap = self._fresh_locked(sender)
+            entry = snap.by_key.get(key)
+            if entry is None:
+                return False
+            if not entry.is_live():
+                self._prune_locked()
+                return False
+            entry.get = DEAD
+            self._snapshot = snap.without(entry)
+            return True
+
+    def _fresh_locked(self, sender: object) -> Snapshot:
+        """The current snapshot, pruned of dead entries if any died.
+
+        Also prunes when ``sender`` reuses the ``id()`` of a dead sender that
+        still has a route, even if its death was not noticed yet.
+        """
+        snap = self._snapshot
+        if not self._notice.pending and sender is not None:
+            route = snap.routes.get(id(sender))
+            if route is None or route.sender_get() is sender:
+                return snap
+        elif not self._notice.pending:
+            return snap
+        return self._prune_locked()
+
+    def _prune_locked(self) -> Snapshot:
+        # Clear the flag first: a death during the scan sets it again.
+        self._notice.pending = False
+        snap = self._snapshot
+        live = [e for e in snap.entries if e.is_live()]
+        if len(live) != len(snap.entries):
+            for entry in snap.entries:
+                if not entry.is_live():
+                    entry.get = DEAD
+            snap = self._snapshot = build(live)
+        return snap
+
+    def _collect_dead(self) -> None:
+        """Prune dead entries if the lock is free right now; never blocks."""
+        if self._notice.pending and self._lock.acquire(blocking=False):
+            try:
+                self._prune_locked()
+            finally:
+                self._lock.release()
+
+    # -- readers --------------------------------------------------------------
+
+    @property
+    def receivers(self) -> list[Receiver]:
+        """The live receivers, in connection order (a new list each time)."""
+        self._collect_dead()
+        entries = self._snapshot.entries
+        return [r for e in entries if e.is_live() and (r := e.get()) is not None]
+
+    def has_listeners(self, sender: object = None) -> bool:
+        """Whether a send for ``sender`` would call any receiver right now.
+
+        Lock-free; the answer may be stale by the time the caller acts on it.
+        """
+        return any(e.get() is not None for e in self._snapshot.lookup(sender))
+
+    def send(self, /, sender: Any, **named: Any) -> Responses:
+        """Call every receiver for ``sender``; return ``[(receiver, response)]``.
+
+        Receivers are called as ``receiver(signal=self, sender=sender,
+        **named)``, in connection order.  The first exception propagates and
+        later receivers are not called (in parallel: not started).
+
+        Concurrency: lock-free.  Reads one snapshot; a receiver disconnected
+        before its call begins is skipped.
+        """
+        snap = self._snapshot
+        if self._executor is not None or snap.has_async:
+            return _dispatch.run(self, snap.lookup(sender), sender, named)
+        if sender is None or not snap.routes:
+            entries = snap.anyone
+        else:
+            entries = snap.lookup(sender)
+        responses: Responses = []
+        if not entries:
+            return responses
+        # The hot loop.  entry.get() is the disconnect-and-liveness check and
+        # runs immediately before each call (see _snapshot.py).
+        for entry in entries:
+            r = entry.get()
+            if r is not None:
+                responses.append((r, r(signal=self, sender=sender, **named)))
+        if len(responses) != len(entries):
+            self._collect_dead()
+        return responses
+
+    def send_robust(self, /, sender: Any, **named: Any) -> Responses:
+        """Like :meth:`send`, but every receiver runs; an ``Exception`` raised
+        by one is logged on logger ``concsignals`` and returned in its slot.
+
+        ``BaseException``s that are not ``Exception``s propagate.
+        """
+        entries = self._snapshot.lookup(sender)
+        return _dispatch.run(self, entries, sender, named, robust=True)
+
+    async def asend(self, /, sender: Any, **named: Any) -> Responses:
+        """Async :meth:`send`: async receivers run concurrently on the running
+        loop, sync ones off it; results in connection order."""
+        entries = self._snapshot.lookup(sender)
+        return await _asyncio.asend(self, entries, sender, named, self._executor)
+
+    async def asend_robust(self, /, sender: Any, **named: Any) -> Responses:
+        """Async :meth:`send_robust`."""
+        entries = self._snapshot.lookup(sender)
+        return await _asyncio.asend(
+            self, entries, sender, named, self._executor, robust=True
+        )
+
+    def submit(self, /, sender: Any, **named: Any) -> Future[Responses]:
+        """Start a robust send and return at once with a Future of its results."""
+        entries = self._snapshot.lookup(sender)
+        return _dispatch.submit(self, entries, sender, named, self._executor)
+
+    def using(
+        self, executor: Executor | None, *, timeout: float | None = None
+    ) -> SignalView:
+        """A light view of this signal whose sends run on ``executor``.
+
+        ``executor=None`` means inline, in the caller's thread.  ``timeout`` is
+        a deadline in seconds for each whole send.
+        """
+        return SignalView(self, executor, timeout)
+
+
+class SignalView:
+    """``signal.using(executor, timeout=...)``: sends with these options.
+
+    Holds no state of its own but the options; connections are the signal's.
+    """
+
+    __slots__ = ("executor", "signal", "timeout")
+
+    def __init__(
+        self, signal: Signal, executor: Executor | None, timeout: float | None
+    ) -> None:
+        if timeout is not None and not timeout >= 0:
+            raise ValueError(f"timeout must be None or >= 0, not {timeout!r}")
+        self.signal = signal
+        self.executor = executor
+        self.timeout = timeout
+
+    def __repr__(self) -> str:
+        return (
+            f"<SignalView of {self.signal!r} executor={self.executor!r} "
+            f"timeout={self.timeout!r}>"
+        )
+
+    def send(self, /, sender: Any, **named: Any) -> Responses:
+        """:meth:`Signal.send` on this view's executor, within its timeout."""
+        entries = self.signal._snapshot.lookup(sender)
+        return _dispatch.run(
+            self.signal, entries, sender, named, self.executor, self.timeout
+        )
+
+    def send_robust(self, /, sender: Any, **named: Any) -> Responses:
+        """:meth:`Signal.send_robust` on this view's executor, within its timeout."""
+        entries = self.signal._snapshot.lookup(sender)
+        return _dispatch.run(
+            self.signal, entries, sender, named, self.executor, self.timeout, True
+        )
+
+    def asend(self, /, sender: Any, **named: Any) -> Coroutine[Any, Any, Responses]:
+        """:meth:`Signal.asend` with this view's executor and timeout."""
+        entries = self.signal._snapshot.lookup(sender)
+        return _asyncio.asend(
+            self.signal, entries, sender, named, self.executor, self.timeout
+        )
+
+    def asend_robust(
+        self, /, sender: Any, **named: Any
+    ) -> Coroutine[Any, Any, Responses]:
+        """:meth:`Signal.asend_robust` with this view's executor and timeout."""
+        entries = self.signal._snapshot.lookup(sender)
+        return _asyncio.asend(
+            self.signal, entries, sender, named, self.executor, self.timeout, True
+        )
+
+    def submit(self, /, sender: Any, **named: Any) -> Future[Responses]:
+        """:meth:`Signal.submit` on this view's executor, within its timeout."""
+        entries = self.signal._snapshot.lookup(sender)
+        return _dispatch.submit(
+            self.signal, entries, sender, named, self.executor, self.timeout
+        )
+
+
+def _lookup_key(
+    receiver: Receiver | None, sender: object, dispatch_uid: object
+) -> LookupKey:
+    sender_key = None if sender is None else id(sender)
+    if dispatch_uid is not None:
+        return (("uid", dispatch_uid), sender_key)
+    return (receiver_id(receiver), sender_key)
+
+
+def check_receiver(receiver: object) -> None:
+    """Refuse what cannot be a receiver, with Django's errors."""
+    if not callable(receiver):
+        raise TypeError("Signal receivers must be callable.")
+    try:
+        parameters = inspect.signature(receiver).parameters.values()
+    except (TypeError, ValueError):
+        return  # No signature to read (some builtins): cannot check, accept.
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        raise ValueError("Signal receivers must accept keyword arguments (**kwargs).")
+
+
+def receiver(
+    signal: Signal | Sequence[Signal], **connect_kwargs: Any
+) -> Callable[[F], F]:
+    """Decorator: connect the function to ``signal`` (or to each of a list).
+
+    ``@receiver(post_save, sender=Model)``.  The function is returned unchanged.
+    Every signal is checked before any is connected, so a refused receiver is
+    connected to none of them.
+    """
+    signals: list[Signal] = (
+        list(signal) if isinstance(signal, list | tuple) else [signal]  # type: ignore[list-item]
+    )
+    for sig in signals:
+        if not isinstance(sig, Signal):
+            raise TypeError(f"receiver() needs Signal objects, not {sig!r}")
+
+    def decorator(func: F) -> F:
+        check_receiver(func)
+        for sig in signals:
+            sig.connect(func, **connect_kwargs)
+        return func
+
+    return decorator
