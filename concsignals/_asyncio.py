@@ -1,13 +1,89 @@
-"""asend/asend_robust, and running async receivers from sync code."""
+"""Async receivers: ``asend``/``asend_robust``, and async receivers from ``send``.
+
+Design
+------
+A send is a row of *slots*, one per entry of the snapshot it read, kept in
+connection order.  Each slot ends with an outcome: a result, an exception, a
+timeout, or "skipped" (the receiver was disconnected, or its weak target died,
+before its call began).  Results are assembled from the slots, so they are in
+connection order whatever order the receivers finish in.
+
+``asend`` starts every slot before it waits for any, walking the entries in
+connection order:
+
+* an async receiver becomes a task on the running loop.  Tasks begin in the
+  order they are created, so async receivers begin in connection order and
+  then run concurrently;
+* a sync receiver must not block the loop.  With an executor (the signal's or
+  the view's), each sync receiver is one job on it, submitted in order.
+  Without one, all the sync receivers of the send run one after another, in
+  connection order, in one job on the loop's default executor (a worker
+  thread): as ``send`` would run them, just not on the loop's thread.  Each
+  sync receiver has a ``concurrent.futures.Future`` of its own, so one that has
+  not begun can be cancelled from the loop (``cancel`` fails once it runs).
+
+Where the disconnect check is
+-----------------------------
+``entry.get()`` is called by the code that makes the call, immediately before
+it: in the task's first step for an async receiver, and in the worker thread
+for a sync one.  A receiver disconnected while its task or job was queued is
+therefore skipped, as in an inline send.
+
+Failures, deadlines, cancellation
+---------------------------------
+``asend`` waits until the first failure.  It then cancels every slot not yet
+finished (tasks are cancelled; sync jobs that have not begun are cancelled; a
+sync receiver already running in a thread cannot be stopped and is waited for),
+waits for them, and raises the failure of the earliest slot in connection
+order; later failures are attached to it as notes.  ``asend_robust`` waits for
+every slot and returns each ``Exception`` in its slot.  ``BaseException``s that
+are not ``Exception``s are always raised, never put in a slot.
+
+At the deadline (``signal.using(..., timeout=)``) the unfinished slots are
+cancelled the same way, except that running threads are not waited for: their
+results are dropped.  Each such slot holds a ``TimeoutError`` (robust) or the
+send raises ``TimeoutError``.
+
+If the task awaiting ``asend`` is cancelled, the receiver tasks it started are
+cancelled and awaited before the ``CancelledError`` propagates; sync jobs that
+have not begun are cancelled.  Every task and future is held in ``_in_flight``
+until it is done, and its exception is marked as retrieved when it finishes,
+so nothing is garbage-collected while running and nothing is logged as "never
+retrieved" when a send gives up on it.
+
+Sync ``send`` with async receivers
+----------------------------------
+From a thread with no running event loop, ``send`` runs the slots on a private
+loop made for that one send.  Without an executor or timeout it walks the
+entries in connection order in the caller's thread: a sync receiver is called
+inline (the loop is not running while it is, so it may itself send anything),
+and an async receiver becomes a task that is run up to its first suspension
+before the walk goes on, so calls begin in connection order.  With an executor
+or a timeout, the send is ``asend`` run on the private loop.  From a thread
+whose loop is running, ``send`` raises ``RuntimeError``: it would block that
+loop, and it cannot await; the caller must use ``asend``.
+
+Threads
+-------
+Everything here runs on one loop's thread except the sync jobs.  A slot's
+``receiver`` is written by the worker before its call and read by the loop
+after the slot's future is done: the future's completion orders the two.
+``_in_flight`` is shared by every loop in the process; ``set.add`` and
+``set.discard`` are atomic under the GIL and internally locked without it.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import functools
 import inspect
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Executor
+from concurrent.futures import Future as ThreadFuture
 from typing import TYPE_CHECKING, Any
 
+from ._dispatch import describe, log_robust_failure
 from ._snapshot import Entry, Receiver
 
 if TYPE_CHECKING:
@@ -15,21 +91,344 @@ if TYPE_CHECKING:
 
 Responses = list[tuple[Receiver, Any]]
 
+#: The marker asgiref (and ``asyncio.coroutine`` before it) sets on functions
+#: that return awaitables; Python 3.12+ ``inspect.markcoroutinefunction`` sets
+#: its own, which ``inspect.iscoroutinefunction`` already reads.
+_ASYNCIO_MARK = getattr(asyncio.coroutines, "_is_coroutine", None)
+
+#: What a slot holds when its receiver was gone before its call began.
+_SKIPPED: Any = object()
+
+#: Every task and future a send started, until it is done (see the docstring).
+_in_flight: set[asyncio.Future[Any]] = set()
+
 
 def is_async_receiver(receiver: object) -> bool:
     """Whether calling ``receiver`` returns an awaitable to be awaited.
 
     Coroutine functions, bound async methods, ``functools.partial`` of these,
-    objects marked with ``inspect.markcoroutinefunction`` and callable objects
-    whose ``__call__`` is ``async def``.
+    objects marked with ``inspect.markcoroutinefunction`` (or asgiref's
+    ``markcoroutinefunction`` on Python 3.11), and callable objects whose
+    ``__call__`` is ``async def``.  Called once, at connect.
     """
-    while isinstance(receiver, functools.partial):
-        receiver = receiver.func
-    if inspect.iscoroutinefunction(receiver):
-        return True
-    if inspect.isfunction(receiver) or inspect.ismethod(receiver):
+    obj = receiver
+    while True:
+        if inspect.iscoroutinefunction(obj) or _has_asyncio_mark(obj):
+            return True
+        if isinstance(obj, functools.partial):
+            obj = obj.func
+        elif inspect.ismethod(obj):
+            obj = obj.__func__
+        else:
+            break
+    if inspect.isfunction(obj):
         return False
-    return inspect.iscoroutinefunction(type(receiver).__call__)
+    call = inspect.getattr_static(type(obj), "__call__", None)
+    if not inspect.isfunction(call):
+        return False  # a builtin or C slot: sync
+    return inspect.iscoroutinefunction(call) or _has_asyncio_mark(call)
+
+
+def _has_asyncio_mark(obj: object) -> bool:
+    return _ASYNCIO_MARK is not None and (
+        getattr(obj, "_is_coroutine", None) is _ASYNCIO_MARK
+    )
+
+
+# -- holding tasks and futures -------------------------------------------------
+
+
+def _hold(fut: asyncio.Future[Any]) -> asyncio.Future[Any]:
+    """Keep ``fut`` alive until done, then mark its exception as retrieved."""
+    _in_flight.add(fut)
+    fut.add_done_callback(_release)
+    return fut
+
+
+def _release(fut: asyncio.Future[Any]) -> None:
+    _in_flight.discard(fut)
+    if not fut.cancelled():
+        fut.exception()  # the send reports it, or has chosen not to
+
+
+# -- slots -----------------------------------------------------------------------
+
+
+class _Slot:
+    """One entry's place in a send, and what became of its call.
+
+    ``receiver`` is the object ``entry.get()`` returned, set just before the
+    call begins; ``None`` while it has not.  The outcome is in ``future`` (a
+    task, or the loop's view of a sync job), or, for a sync receiver called
+    inline by ``send``, in ``value``/``error``.
+    """
+
+    __slots__ = (
+        "entry",
+        "error",
+        "future",
+        "job",
+        "receiver",
+        "stopped",
+        "timed_out",
+        "value",
+    )
+
+    def __init__(self, entry: Entry) -> None:
+        self.entry = entry
+        self.receiver: Receiver | None = None
+        self.future: asyncio.Future[Any] | None = None
+        #: A sync receiver's job, which can be cancelled until it begins.
+        self.job: ThreadFuture[Any] | None = None
+        self.value: Any = _SKIPPED
+        self.error: BaseException | None = None
+        #: Cancelled by the send after another receiver failed.
+        self.stopped = False
+        #: Still unfinished at the deadline.
+        self.timed_out = False
+
+    def failure(self) -> BaseException | None:
+        """The exception the call raised, if it finished by raising one."""
+        fut = self.future
+        if fut is None:
+            return self.error
+        if fut.done() and not fut.cancelled():
+            return fut.exception()
+        return None
+
+    def stop(self) -> None:
+        """Cancel the call if it can still be cancelled (after a failure)."""
+        self.stopped = True
+        if self.job is not None:
+            self.job.cancel()  # fails if running: then it is waited for
+        elif self.future is not None:
+            self.future.cancel()
+
+
+async def _call_async(
+    signal: Signal, slot: _Slot, sender: object, named: dict[str, Any]
+) -> Any:
+    """A task's body: check, call and await one async receiver."""
+    r = slot.entry.get()  # the disconnect check, right before the call
+    if r is None:
+        return _SKIPPED
+    slot.receiver = r
+    awaitable = r(signal=signal, sender=sender, **named)
+    if not inspect.isawaitable(awaitable):
+        raise TypeError(
+            f"async receiver {r!r} returned {awaitable!r}, which cannot be awaited"
+        )
+    return await awaitable
+
+
+def _call_sync(
+    signal: Signal, slot: _Slot, sender: object, named: dict[str, Any]
+) -> Any:
+    """Check and call one sync receiver, in the thread that runs it."""
+    r = slot.entry.get()  # the disconnect check, right before the call
+    if r is None:
+        return _SKIPPED
+    slot.receiver = r
+    return r(signal=signal, sender=sender, **named)
+
+
+def _run_in_order(
+    work: list[tuple[ThreadFuture[Any], contextvars.Context, _Slot]],
+    signal: Signal,
+    sender: object,
+    named: dict[str, Any],
+    robust: bool,
+) -> None:
+    """A worker thread's job: the sync receivers of one send, one by one.
+
+    Each result or exception goes to the receiver's own future.  After a
+    failure (or any ``BaseException``) the rest are cancelled, as in ``send``.
+    """
+    for i, (job, ctx, slot) in enumerate(work):
+        if not job.set_running_or_notify_cancel():
+            continue
+        try:
+            result = ctx.run(_call_sync, signal, slot, sender, named)
+        except BaseException as err:
+            job.set_exception(err)
+            if not robust or not isinstance(err, Exception):
+                for later, _, _ in work[i + 1 :]:
+                    later.cancel()
+                return
+        else:
+            job.set_result(result)
+
+
+# -- starting a send -------------------------------------------------------------
+
+
+def _start(
+    loop: asyncio.AbstractEventLoop,
+    slots: list[_Slot],
+    signal: Signal,
+    sender: object,
+    named: dict[str, Any],
+    executor: Executor | None,
+    robust: bool,
+) -> None:
+    """Start every receiver of the send, in connection order, without waiting."""
+    in_order: list[tuple[ThreadFuture[Any], contextvars.Context, _Slot]] = []
+    for slot in slots:
+        if slot.entry.is_async:
+            task = loop.create_task(_call_async(signal, slot, sender, named))
+            slot.future = _hold(task)
+            continue
+        ctx = contextvars.copy_context()
+        if executor is None:
+            slot.job = ThreadFuture()
+            in_order.append((slot.job, ctx, slot))
+        else:
+            slot.job = executor.submit(ctx.run, _call_sync, signal, slot, sender, named)
+        slot.future = _hold(asyncio.wrap_future(slot.job, loop=loop))
+    if in_order:
+        runner = loop.run_in_executor(
+            None, _run_in_order, in_order, signal, sender, named, robust
+        )
+        _hold(runner)
+
+
+# -- waiting -----------------------------------------------------------------------
+
+
+def _remaining(loop: asyncio.AbstractEventLoop, deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - loop.time())
+
+
+async def _settle(
+    slots: list[_Slot],
+    loop: asyncio.AbstractEventLoop,
+    deadline: float | None,
+    robust: bool,
+) -> None:
+    """Wait until every slot has its outcome, stopping early on a failure.
+
+    On return every slot is finished, stopped, or marked ``timed_out``, and no
+    task of the send is running.  If the caller is cancelled, the tasks are
+    cancelled and awaited first.
+    """
+    waiting = {s.future: s for s in slots if s.future is not None}
+    failed = not robust and any(s.error is not None for s in slots)
+    try:
+        pending = set(waiting)
+        if pending and not failed:
+            done, pending = await asyncio.wait(
+                pending,
+                timeout=_remaining(loop, deadline),
+                return_when=(
+                    asyncio.ALL_COMPLETED if robust else asyncio.FIRST_EXCEPTION
+                ),
+            )
+            failed = not robust and any(waiting[f].failure() is not None for f in done)
+        if pending and failed:
+            for fut in pending:
+                waiting[fut].stop()
+            _, pending = await asyncio.wait(pending, timeout=_remaining(loop, deadline))
+        if pending:
+            for fut in pending:
+                waiting[fut].timed_out = True
+                fut.cancel()
+            await _finish_tasks(pending)
+    except asyncio.CancelledError:
+        for fut in waiting:
+            fut.cancel()
+        await _finish_tasks(waiting)
+        raise
+
+
+async def _finish_tasks(futures: Iterable[asyncio.Future[Any]]) -> None:
+    """Wait for the tasks among ``futures`` to end (threads are not waited for)."""
+    tasks = [f for f in futures if isinstance(f, asyncio.Task) and not f.done()]
+    if tasks:
+        await asyncio.wait(tasks)
+
+
+# -- assembling results -----------------------------------------------------------
+
+
+def _assemble(
+    slots: list[_Slot],
+    signal: Signal,
+    timeout: float | None,
+    robust: bool,
+) -> Responses:
+    """The results in connection order, or the exception the send raises."""
+    responses: Responses = []
+    failures: list[tuple[Receiver, BaseException]] = []
+    for slot in slots:
+        r, outcome, err = _outcome(slot, signal, timeout)
+        if r is None:
+            continue
+        if err is None:
+            responses.append((r, outcome))
+        else:
+            failures.append((r, err))
+            responses.append((r, err))
+    if not failures:
+        return responses
+    fatal = [f for f in failures if not isinstance(f[1], Exception)]
+    if fatal:
+        raise _with_notes(fatal[0][1], failures)
+    if not robust:
+        # A receiver's own failure before a timeout caused by stopping late.
+        raised = min(failures, key=lambda f: isinstance(f[1], _SendTimeout))
+        raise _with_notes(raised[1], failures)
+    for r, err in failures:
+        log_robust_failure(r, err)
+    return responses
+
+
+def _outcome(
+    slot: _Slot, signal: Signal, timeout: float | None
+) -> tuple[Receiver | None, Any, BaseException | None]:
+    """(receiver, result, exception) of one slot; receiver ``None``: no slot."""
+    if slot.timed_out:
+        r = slot.receiver if slot.receiver is not None else slot.entry.get()
+        err = _SendTimeout(
+            f"receiver {describe(r)} of {signal!r} did not finish "
+            f"within the send's timeout of {timeout}s"
+        )
+        return r, None, err
+    fut = slot.future
+    if fut is None:
+        return slot.receiver, slot.value, slot.error
+    if fut.cancelled():
+        if slot.stopped:
+            return None, None, None
+        # Not cancelled by this send: the receiver cancelled itself.  That is
+        # cancellation machinery the send does not own, so it propagates.
+        r = slot.receiver if slot.receiver is not None else slot.entry.get()
+        return r, None, asyncio.CancelledError()
+    raised = fut.exception()
+    if raised is not None:
+        return slot.receiver, None, raised
+    value = fut.result()
+    if value is _SKIPPED:
+        return None, None, None
+    return slot.receiver, value, None
+
+
+class _SendTimeout(TimeoutError):
+    """The ``TimeoutError`` in the slot of a receiver unfinished at the deadline."""
+
+
+def _with_notes(
+    raised: BaseException, failures: list[tuple[Receiver, BaseException]]
+) -> BaseException:
+    """``raised``, with a note naming each other failure of the send."""
+    for r, err in failures:
+        if err is not raised:
+            raised.add_note(
+                f"receiver {describe(r)} of the same send also failed: {err!r}"
+            )
+    return raised
+
+
+# -- the entry points -------------------------------------------------------------
 
 
 async def asend(
@@ -41,8 +440,25 @@ async def asend(
     timeout: float | None = None,
     robust: bool = False,
 ) -> Responses:
-    """Run one send on the running loop (issue 4)."""
-    raise NotImplementedError("asend is not built yet")
+    """Run one send on the running loop; results in connection order.
+
+    Safe to run from any number of loops and threads at once: the send's state
+    is its own, and the snapshot's entries are only read.
+    """
+    if not entries:
+        return []
+    loop = asyncio.get_running_loop()
+    deadline = None if timeout is None else loop.time() + timeout
+    slots = [_Slot(entry) for entry in entries]
+    try:
+        _start(loop, slots, signal, sender, named, executor, robust)
+    except BaseException:
+        for slot in slots:
+            slot.stop()
+        await _finish_tasks(s.future for s in slots if s.future is not None)
+        raise
+    await _settle(slots, loop, deadline, robust)
+    return _assemble(slots, signal, timeout, robust)
 
 
 def send_from_sync(
@@ -54,5 +470,92 @@ def send_from_sync(
     timeout: float | None,
     robust: bool,
 ) -> Responses:
-    """A sync send with async receivers connected (issue 4)."""
-    raise NotImplementedError("async receivers from sync send are not built yet")
+    """A sync send with async receivers connected: run it on a private loop.
+
+    Raises ``RuntimeError`` in a thread whose event loop is running.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        name = "send_robust" if robust else "send"
+        async_receiver = next(
+            (r for e in entries if e.is_async and (r := e.get()) is not None),
+            "(an async receiver)",
+        )
+        raise RuntimeError(
+            f"{signal!r}.{name}() was called from a thread whose event loop is "
+            f"running, and async receiver {describe(async_receiver)} is "
+            f"connected: a sync send would block the loop.  Use "
+            f"'await signal.a{name}(...)' instead."
+        )
+    loop = asyncio.new_event_loop()
+    try:
+        if executor is not None or timeout is not None:
+            coro = asend(signal, entries, sender, named, executor, timeout, robust)
+            return loop.run_until_complete(coro)
+        slots = _walk(loop, signal, entries, sender, named, robust)
+        loop.run_until_complete(_settle(slots, loop, None, robust))
+        return _assemble(slots, signal, None, robust)
+    finally:
+        _close(loop)
+
+
+def _walk(
+    loop: asyncio.AbstractEventLoop,
+    signal: Signal,
+    entries: Sequence[Entry],
+    sender: object,
+    named: dict[str, Any],
+    robust: bool,
+) -> list[_Slot]:
+    """Begin every receiver in connection order: sync ones inline, to the end.
+
+    An async receiver's task is run up to its first suspension before the next
+    receiver begins.  Without ``robust``, the walk stops at the first failure,
+    whether a sync receiver raised or a task already ended with an exception.
+    """
+    slots: list[_Slot] = []
+    failed: list[asyncio.Future[Any]] = []
+
+    def note_failure(task: asyncio.Future[Any]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            failed.append(task)
+
+    for entry in entries:
+        slot = _Slot(entry)
+        if entry.is_async:
+            task = loop.create_task(_call_async(signal, slot, sender, named))
+            slot.future = _hold(task)
+            if not robust:
+                task.add_done_callback(note_failure)
+            slots.append(slot)
+            loop.run_until_complete(asyncio.sleep(0))  # the task begins
+        else:
+            r = slot.receiver = entry.get()  # the disconnect check
+            if r is None:
+                continue
+            slots.append(slot)
+            try:
+                slot.value = r(signal=signal, sender=sender, **named)
+            except Exception as err:
+                slot.error = err
+                if not robust:
+                    break
+        if failed:
+            break
+    return slots
+
+
+def _close(loop: asyncio.AbstractEventLoop) -> None:
+    """Close a private loop; end any task still on it first (after an error)."""
+    try:
+        tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            loop.run_until_complete(asyncio.wait(tasks))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        loop.close()
