@@ -13,7 +13,13 @@ from __future__ import annotations
 
 import doctest
 import importlib
+import sys
+from pathlib import Path
 from typing import Any
+
+# Document (and run the examples against) the checkout these docs sit in, even
+# when another copy of concsignals is installed.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import concsignals
 
