@@ -1,0 +1,284 @@
+"""What an executor may be, and the helpers for running receivers elsewhere.
+
+Any :class:`concurrent.futures.Executor` can run a signal's receivers.  What
+concsignals does with it depends on one question: does the executor run work
+*in this process*, sharing memory with the sender, or *elsewhere*?
+
+In-process executors (``in_process(executor)`` is true)
+    :class:`~concurrent.futures.ThreadPoolExecutor` and its subclasses, and any
+    executor whose ``concsignals_in_process`` attribute is true (set it on your
+    own executor class to opt in).  Receivers are called as they are, with no
+    pickling, on the executor's threads.  Each call runs in a copy of the
+    sender's :mod:`contextvars` context, and checks ``entry.get()`` on the
+    worker thread right before the call, so a receiver disconnected while its
+    call waited in the pool's queue is skipped.
+
+Out-of-process executors (everything else)
+    :class:`~concurrent.futures.ProcessPoolExecutor`, dask's
+    ``Client.get_executor()``, loky, ...  Each receiver and the send's
+    arguments are pickled in the sender's process with the standard
+    :mod:`pickle` at hand-off, so a receiver or argument that cannot be pickled
+    is reported, naming the receiver, before anything is submitted.  The worker
+    gets a :class:`SignalRef` as its ``signal`` argument.
+
+    Limit: the disconnect check happens at hand-off.  The sender cannot reach
+    into a worker process, so a receiver disconnected after its call was handed
+    to the executor but before a worker began it is still called.
+
+Flow of one out-of-process call::
+
+    sender process                                worker process
+    --------------                                --------------
+    r = entry.get()          (skip if None)
+    pickle.dumps(r), pickle.dumps((SignalRef, sender, named))
+    executor.submit(call_pickled, r_blob, args_blob, nonce)
+                                     ---->        call_pickled: loads, r(...)
+    future.result()          <----                return value / exception
+    (r, value) with the local r
+
+The ``nonce`` makes every call distinct, so executors that deduplicate equal
+calls (dask's ``pure=True`` default) run each call anyway.
+
+This module also owns the one executor concsignals creates itself: the thread
+pool on which ``submit`` runs sends that have no executor (:func:`owned_pool`).
+It is shut down at interpreter exit.  Executors passed in by users are never
+shut down by concsignals.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import contextvars
+import importlib
+import itertools
+import os
+import pickle
+import sys
+import threading
+import weakref
+from concurrent.futures import Executor, ThreadPoolExecutor
+from typing import Any
+
+__all__ = [
+    "SignalRef",
+    "call_pickled",
+    "in_process",
+    "owned_pool",
+    "running_on",
+]
+
+
+def in_process(executor: Executor) -> bool:
+    """Whether ``executor`` runs work on threads of this process.
+
+    True for :class:`~concurrent.futures.ThreadPoolExecutor` (and subclasses)
+    and for executors with a true ``concsignals_in_process`` attribute; every
+    other executor is treated as running work elsewhere, and gets pickled calls.
+    """
+    if isinstance(executor, ThreadPoolExecutor):
+        return True
+    return bool(getattr(executor, "concsignals_in_process", False))
+
+
+# -- nested sends -------------------------------------------------------------
+
+#: The in-process executors the current call runs on, innermost last.  Set by
+#: the call wrapper in ``_dispatch`` inside the receiver's own copy of the
+#: sender's context, so it follows a chain of nested sends across pools: a
+#: receiver on pool A that sends through pool B, whose receiver sends through
+#: pool A again, sees A in its chain.
+on_pools: contextvars.ContextVar[tuple[Executor, ...]] = contextvars.ContextVar(
+    "concsignals_on_pools", default=()
+)
+
+
+def running_on(executor: Executor) -> bool:
+    """Whether the current thread is, or waits on, a worker of ``executor``.
+
+    True inside a receiver that concsignals runs on ``executor`` (or that runs
+    on another pool on behalf of one that does), and on any thread of a
+    ``ThreadPoolExecutor``'s own.  A send made there must not wait for a free
+    worker of ``executor``: there may be none, ever.  Safe from any thread.
+    """
+    if executor in on_pools.get():
+        return True
+    workers = getattr(executor, "_threads", None)
+    return workers is not None and threading.current_thread() in workers
+
+
+# -- the pool concsignals owns ------------------------------------------------
+
+# Guards creating _owned (once).  Reads of _owned need no lock: one attribute
+# read of a reference that goes from None to a pool at most once... or back to
+# None at exit, after which submit() makes a fresh one.
+_owned_lock = threading.Lock()
+_owned: ThreadPoolExecutor | None = None
+
+
+def owned_pool() -> ThreadPoolExecutor:
+    """The thread pool concsignals runs ``submit`` on when there is no executor.
+
+    Created on first use, shut down at interpreter exit.  Safe from any thread.
+    """
+    global _owned
+    pool = _owned
+    if pool is not None:
+        return pool
+    with _owned_lock:
+        if _owned is None:
+            workers = min(32, (os.cpu_count() or 1) + 4)
+            _owned = ThreadPoolExecutor(workers, thread_name_prefix="concsignals")
+        return _owned
+
+
+@atexit.register
+def _shutdown_owned() -> None:
+    global _owned
+    with _owned_lock:
+        pool, _owned = _owned, None
+    if pool is not None:
+        pool.shutdown(wait=True)
+
+
+# -- the signal a worker process sees -----------------------------------------
+
+
+class SignalRef:
+    """The picklable stand-in a receiver in another process gets as ``signal``.
+
+    A :class:`~concsignals.Signal` holds locks and its receivers, so it does not
+    travel.  ``SignalRef`` names it instead:
+
+    * ``str(ref)`` is where the signal lives, e.g. ``"shop.signals.order_paid"``
+      (a module-level name, or an attribute of a module-level class), or the
+      signal's ``repr`` when no module holds it;
+    * ``ref.module`` and ``ref.name`` are those two parts (``None`` if unknown);
+    * ``ref.resolve()`` imports the module in the worker and returns *that
+      process's* copy of the signal (with that process's connections);
+    * ``ref == order_paid`` is true in a worker for the worker's own
+      ``order_paid``, so ``if signal == order_paid:`` works in both places.
+    """
+
+    __slots__ = ("description", "module", "name")
+
+    def __init__(self, module: str | None, name: str | None, description: str):
+        self.module = module
+        self.name = name
+        self.description = description
+
+    @classmethod
+    def of(cls, signal: object) -> SignalRef:
+        """The reference for ``signal`` (its location is looked up once)."""
+        try:
+            ref: SignalRef | None = _refs.get(signal)
+        except TypeError:
+            ref = None
+        if ref is None:
+            module, name = _locate(signal)
+            ref = cls(module, name, repr(signal))
+            with contextlib.suppress(TypeError):  # not weakly referenceable
+                _refs[signal] = ref
+        return ref
+
+    def resolve(self) -> Any:
+        """Import and return the signal this names, in the current process.
+
+        Raises ``LookupError`` if it is not a module-level name.
+        """
+        if self.module is None or self.name is None:
+            raise LookupError(f"{self!r} is not found in any module; cannot resolve")
+        target: Any = importlib.import_module(self.module)
+        for part in self.name.split("."):
+            target = getattr(target, part)
+        return target
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (SignalRef, (self.module, self.name, self.description))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, SignalRef):
+            return (self.module, self.name, self.description) == (
+                other.module,
+                other.name,
+                other.description,
+            ) or (self.module is not None and self._key() == other._key())
+        if self.module is None:
+            return NotImplemented
+        try:
+            return self.resolve() is other
+        except (LookupError, ImportError, AttributeError):
+            return False
+
+    def _key(self) -> tuple[str | None, str | None]:
+        return (self.module, self.name)
+
+    def __hash__(self) -> int:
+        return hash(self._key() if self.module is not None else self.description)
+
+    def __str__(self) -> str:
+        if self.module is None:
+            return self.description
+        return f"{self.module}.{self.name}"
+
+    def __repr__(self) -> str:
+        return f"<SignalRef {self}>"
+
+
+_refs: weakref.WeakKeyDictionary[object, SignalRef] = weakref.WeakKeyDictionary()
+
+
+def _locate(signal: object) -> tuple[str | None, str | None]:
+    """(module, dotted name) of a module global or class attribute ``is signal``."""
+    for modname, module in list(sys.modules.items()):
+        try:
+            names = list(vars(module).items())
+        except (TypeError, RuntimeError):
+            continue
+        for name, value in names:
+            if value is signal:
+                return modname, name
+        for name, value in names:
+            if isinstance(value, type) and value.__module__ == modname:
+                for attr, inner in list(vars(value).items()):
+                    if inner is signal:
+                        return modname, f"{name}.{attr}"
+    return None, None
+
+
+# -- the worker side ----------------------------------------------------------
+
+#: Distinct per call; see the module docstring.
+nonces = itertools.count()
+
+
+def call_pickled(receiver_blob: bytes, args_blob: bytes, nonce: int) -> Any:
+    """Run one pickled receiver call; this is what a worker process executes."""
+    receiver = pickle.loads(receiver_blob)
+    signal, sender, named = pickle.loads(args_blob)
+    return receiver(signal=signal, sender=sender, **named)
+
+
+def dumps_args(signal: object, sender: object, named: dict[str, Any]) -> bytes:
+    """Pickle a send's arguments once for all its calls; errors name the culprit."""
+    try:
+        return pickle.dumps((SignalRef.of(signal), sender, named), PROTOCOL)
+    except Exception as err:
+        culprit = _unpicklable_argument(sender, named)
+        raise pickle.PicklingError(
+            f"{culprit} cannot be pickled for an out-of-process executor: {err}"
+        ) from err
+
+
+def _unpicklable_argument(sender: object, named: dict[str, Any]) -> str:
+    for label, value in [("sender", sender)] + [
+        (f"keyword argument {k!r}", v) for k, v in named.items()
+    ]:
+        try:
+            pickle.dumps(value, PROTOCOL)
+        except Exception:
+            return f"{label} {value!r}"
+    return "the send's arguments"
+
+
+PROTOCOL = pickle.HIGHEST_PROTOCOL
