@@ -397,10 +397,10 @@ def _outcome(
     if fut is None:
         return slot.receiver, slot.value, slot.error
     if fut.cancelled():
-        if slot.stopped:
-            return None, None, None
-        # Not cancelled by this send: the receiver cancelled itself.  That is
-        # cancellation machinery the send does not own, so it propagates.
+        if slot.stopped or slot.job is not None:
+            return None, None, None  # stopped by the send before it began
+        # A task not cancelled by this send: the receiver cancelled itself.
+        # That is cancellation machinery the send does not own: it propagates.
         r = slot.receiver if slot.receiver is not None else slot.entry.get()
         return r, None, asyncio.CancelledError()
     raised = fut.exception()

@@ -1,0 +1,1195 @@
+"""Async receivers, asend/asend_robust, and async receivers from sync send.
+
+Async tests are plain functions that drive their own loop with ``run_clean``,
+which also fails the test if the loop reported anything (such as "Task
+exception was never retrieved") or left a task behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import gc
+import inspect
+import logging
+import sys
+import threading
+import time
+import unittest.mock
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+import concsignals._dispatch
+from concsignals import Signal
+from concsignals import _asyncio as casync
+
+# -- helpers ---------------------------------------------------------------------
+
+
+def run_clean(main: Callable[[], Awaitable[Any]], *, alone: bool = True) -> Any:
+    """Run ``main()`` on a fresh loop; fail on loop reports or leftover tasks.
+
+    ``alone``: no other thread is sending, so nothing may stay in flight.
+    """
+    reports: list[dict[str, Any]] = []
+
+    async def wrapper() -> Any:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda _loop, ctx: reports.append(ctx))
+        result = await main()
+        leftover = asyncio.all_tasks() - {asyncio.current_task()}
+        assert leftover == set(), f"tasks left running: {leftover}"
+        return result
+
+    result = asyncio.run(wrapper())
+    gc.collect()
+    assert reports == []
+    if alone:
+        assert casync._in_flight == set()
+    return result
+
+
+@pytest.fixture
+def asyncio_logs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Fail if asyncio logged anything (e.g. "never retrieved") in the test."""
+    with caplog.at_level(logging.DEBUG, logger="asyncio"):
+        yield
+        gc.collect()
+    assert [r for r in caplog.records if r.name == "asyncio"] == []
+
+
+@pytest.fixture
+def fast_switching() -> Iterator[None]:
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(old)
+
+
+def sync_r(tag: object, log: list[Any] | None = None) -> Any:
+    def r(sender: object, **kwargs: Any) -> object:
+        if log is not None:
+            log.append(tag)
+        return tag
+
+    r.__qualname__ = f"sync_{tag}"
+    return r
+
+
+def async_r(tag: object, log: list[Any] | None = None, delay: float = 0) -> Any:
+    async def r(sender: object, **kwargs: Any) -> object:
+        if log is not None:
+            log.append(tag)
+        await asyncio.sleep(delay)
+        return tag
+
+    r.__qualname__ = f"async_{tag}"
+    return r
+
+
+class Boom(Exception):
+    pass
+
+
+class Fatal(BaseException):
+    """Not an Exception: must never be caught or put in a slot."""
+
+
+# -- detecting async receivers at connect ----------------------------------------
+
+
+class AsyncMethods:
+    async def method(self, sender: object, **kwargs: Any) -> str:
+        return "method"
+
+    def sync_method(self, sender: object, **kwargs: Any) -> str:
+        return "sync_method"
+
+
+class AsyncCallable:
+    async def __call__(self, sender: object, **kwargs: Any) -> str:
+        return "callable"
+
+
+class SyncCallable:
+    def __call__(self, sender: object, **kwargs: Any) -> str:
+        return "sync callable"
+
+
+async def coroutine_function(sender: object, **kwargs: Any) -> str:
+    return "coroutine"
+
+
+async def takes_extra(extra: str, sender: object, **kwargs: Any) -> str:
+    return extra
+
+
+def sync_function(sender: object, **kwargs: Any) -> str:
+    return "sync"
+
+
+def returns_awaitable(sender: object, **kwargs: Any) -> Any:
+    return coroutine_function(sender)
+
+
+def async_kinds() -> list[tuple[str, Any, str]]:
+    """(name, receiver, its response) for every kind of async receiver."""
+    holder = AsyncMethods()
+    kinds = [
+        ("coroutine function", coroutine_function, "coroutine"),
+        ("bound async method", holder.method, "method"),
+        ("callable with async __call__", AsyncCallable(), "callable"),
+        ("partial of coroutine function", functools.partial(takes_extra, "p"), "p"),
+        ("partial of bound async method", functools.partial(holder.method), "method"),
+        (
+            "partial of partial of callable",
+            functools.partial(functools.partial(AsyncCallable())),
+            "callable",
+        ),
+        ("AsyncMock", unittest.mock.AsyncMock(return_value="mock"), "mock"),
+    ]
+    from asgiref.sync import markcoroutinefunction as asgiref_mark
+
+    def asgiref_marked(sender: object, **kwargs: Any) -> Any:
+        return coroutine_function(sender)
+
+    marked = asgiref_mark(asgiref_marked)
+    kinds.append(("asgiref markcoroutinefunction", marked, "coroutine"))
+    if hasattr(inspect, "markcoroutinefunction"):  # Python 3.12+
+
+        def marked_sync(sender: object, **kwargs: Any) -> Any:
+            return coroutine_function(sender)
+
+        inspect.markcoroutinefunction(marked_sync)
+        kinds.append(("inspect.markcoroutinefunction", marked_sync, "coroutine"))
+    return kinds
+
+
+def sync_kinds() -> list[tuple[str, Any]]:
+    return [
+        ("function", sync_function),
+        ("lambda", lambda sender, **kw: None),
+        ("bound method", AsyncMethods().sync_method),
+        ("callable object", SyncCallable()),
+        ("partial of function", functools.partial(sync_function)),
+        ("function returning a coroutine, unmarked", returns_awaitable),
+        ("a class", SyncCallable),
+        ("a builtin", print),
+    ]
+
+
+@pytest.mark.parametrize(
+    "name, receiver, response", async_kinds(), ids=[k[0] for k in async_kinds()]
+)
+def test_every_kind_of_async_receiver_is_detected_and_awaited(name, receiver, response):
+    assert casync.is_async_receiver(receiver)
+    sig = Signal()
+    sig.connect(receiver, weak=False)
+    (entry,) = sig._snapshot.entries
+    assert entry.is_async
+    assert sig._snapshot.has_async
+
+    async def main() -> Any:
+        return await sig.asend(sender=None)
+
+    assert run_clean(main) == [(receiver, response)]
+    assert sig.send(sender=None) == [(receiver, response)]
+
+
+@pytest.mark.parametrize(
+    "name, receiver", sync_kinds(), ids=[k[0] for k in sync_kinds()]
+)
+def test_sync_receivers_are_not_taken_for_async(name, receiver):
+    assert not casync.is_async_receiver(receiver)
+
+
+def test_markcoroutinefunction_of_python_312_is_recognised_when_present():
+    # On 3.11 inspect has no markcoroutinefunction; emulate 3.12's marker only
+    # where the attribute it reads exists, else the test has nothing to check.
+    if not hasattr(inspect, "markcoroutinefunction"):
+        pytest.skip("inspect.markcoroutinefunction needs Python 3.12+")
+
+    class Obj:
+        def __call__(self, sender: object, **kwargs: Any) -> Any:
+            return coroutine_function(sender)
+
+    obj = Obj()
+    inspect.markcoroutinefunction(obj)
+    assert casync.is_async_receiver(obj)
+
+
+def test_a_signal_with_only_sync_receivers_takes_the_inline_fast_path(monkeypatch):
+    sig = Signal()
+    r = sync_r("s")
+    sig.connect(r)
+    assert not sig._snapshot.has_async
+
+    def forbidden(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the fast path must not leave Signal.send")
+
+    monkeypatch.setattr(concsignals._dispatch, "run", forbidden)
+    monkeypatch.setattr(casync, "send_from_sync", forbidden)
+    assert sig.send(sender=None) == [(r, "s")]
+
+
+# -- asend: results, ordering, concurrency ----------------------------------------
+
+
+def test_asend_returns_sync_and_async_results_interleaved_in_connection_order():
+    sig = Signal()
+    rs = [
+        sync_r(0),
+        async_r(1, delay=0.03),
+        sync_r(2),
+        async_r(3),
+        async_r(4, delay=0.01),
+        sync_r(5),
+    ]
+    for r in rs:
+        sig.connect(r)
+
+    async def main() -> Any:
+        return (
+            await sig.asend(sender="s", x=1),
+            await sig.asend_robust(sender="s", x=1),
+        )
+
+    plain, robust = run_clean(main)
+    assert plain == robust == [(r, i) for i, r in enumerate(rs)]
+
+
+def test_receivers_get_signal_sender_and_named_arguments():
+    sig = Signal()
+    seen: list[Any] = []
+
+    async def a(**kwargs: Any) -> None:
+        seen.append(("a", kwargs))
+
+    def s(**kwargs: Any) -> None:
+        seen.append(("s", kwargs))
+
+    sig.connect(a)
+    sig.connect(s)
+    named = {"executor": 1, "timeout": 2, "robust": 3, "self": 4}
+
+    async def main() -> None:
+        await sig.asend("sender", **named)
+        await sig.asend_robust(sender="sender", **named)
+
+    run_clean(main)
+    sig.send("sender", **named)
+    expected = {"signal": sig, "sender": "sender", **named}
+    # asend runs the two side by side: either may be first.
+    assert (
+        sorted(seen, key=lambda call: call[0])
+        == [("a", expected)] * 3 + [("s", expected)] * 3
+    )
+
+
+def test_parity_with_django_asend_and_asend_robust():
+    """Same receivers, same results as Django (whose order puts sync first)."""
+    import django.dispatch
+
+    def sync_ok(sender: object, **kwargs: Any) -> str:
+        return f"sync {kwargs['n']}"
+
+    async def async_ok(sender: object, **kwargs: Any) -> str:
+        await asyncio.sleep(0)
+        return f"async {kwargs['n']}"
+
+    async def async_fail(sender: object, **kwargs: Any) -> None:
+        raise Boom("async")
+
+    def sync_fail(sender: object, **kwargs: Any) -> None:
+        raise Boom("sync")
+
+    receivers = [async_ok, sync_ok, async_fail, sync_fail]
+    ours, theirs = Signal(), django.dispatch.Signal()
+    for r in receivers[:2]:
+        ours.connect(r)
+        theirs.connect(r)
+
+    def canon(result: list[tuple[Any, Any]]) -> list[tuple[str, str]]:
+        return sorted(
+            (r.__name__, repr(v) if isinstance(v, Exception) else v) for r, v in result
+        )
+
+    async def both(method: str) -> tuple[Any, Any]:
+        mine = await getattr(ours, method)(sender=None, n=1)
+        django_result = await getattr(theirs, method)(sender=None, n=1)
+        return mine, django_result
+
+    mine, django_result = run_clean(lambda: both("asend"))
+    assert canon(mine) == canon(django_result)
+    assert [r for r, _ in mine] == receivers[:2]  # ours: connection order
+    assert [r for r, _ in django_result] == [sync_ok, async_ok]  # Django: sync first
+
+    for r in receivers[2:]:
+        ours.connect(r)
+        theirs.connect(r)
+    logging.getLogger("django.dispatch").disabled = True
+    try:
+        mine, django_result = run_clean(lambda: both("asend_robust"))
+    finally:
+        logging.getLogger("django.dispatch").disabled = False
+    assert canon(mine) == canon(django_result)
+    assert [r for r, _ in mine] == receivers
+
+
+def test_async_receivers_run_concurrently():
+    """Each receiver waits until all have started: only concurrency finishes."""
+    sig = Signal()
+    n = 5
+    started = 0
+    everyone: asyncio.Event | None = None
+
+    async def r(sender: object, **kwargs: Any) -> int:
+        nonlocal started
+        assert everyone is not None
+        started += 1
+        if started == n:
+            everyone.set()
+        await everyone.wait()
+        return started
+
+    rs = [functools.partial(r) for _ in range(n)]
+    for p in rs:
+        sig.connect(p, weak=False)
+
+    async def main() -> Any:
+        nonlocal everyone
+        everyone = asyncio.Event()
+        return await asyncio.wait_for(sig.asend(sender=None), 5)
+
+    assert run_clean(main) == [(p, n) for p in rs]
+
+
+def test_async_receivers_begin_in_connection_order():
+    sig = Signal()
+    log: list[int] = []
+    rs = [async_r(i, log, delay=0.001 * (10 - i)) for i in range(10)]
+    for r in rs:
+        sig.connect(r)
+
+    async def main() -> Any:
+        return await sig.asend(sender=None)
+
+    assert run_clean(main) == [(r, i) for i, r in enumerate(rs)]
+    assert log == list(range(10))
+
+
+@pytest.mark.timeout(20)
+def test_a_sleeping_sync_receiver_does_not_block_the_loop():
+    sig = Signal()
+    loop_thread: list[int] = []
+    ran_on: list[int] = []
+
+    def sleepy(sender: object, **kwargs: Any) -> str:
+        ran_on.append(threading.get_ident())
+        time.sleep(0.3)
+        return "slept"
+
+    sig.connect(sleepy)
+
+    async def main() -> Any:
+        loop_thread.append(threading.get_ident())
+        ticks = 0
+        stop = asyncio.Event()
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while not stop.is_set():
+                ticks += 1
+                await asyncio.sleep(0.01)
+
+        tick_task = asyncio.create_task(ticker())
+        await asyncio.sleep(0)
+        before = ticks
+        result = await sig.asend(sender=None)
+        during = ticks - before
+        stop.set()
+        await tick_task
+        return result, during
+
+    result, during = run_clean(main)
+    assert result == [(sleepy, "slept")]
+    # 300 ms at one tick per 10 ms: ~30 if the loop is free, 0 or 1 if blocked.
+    assert during >= 5
+    assert ran_on != loop_thread
+
+
+def test_without_an_executor_sync_receivers_run_in_order_in_one_worker_thread():
+    sig = Signal()
+    calls: list[tuple[int, int]] = []
+
+    def make(i: int) -> Any:
+        def r(sender: object, **kwargs: Any) -> int:
+            calls.append((i, threading.get_ident()))
+            time.sleep(0.002)
+            return i
+
+        return r
+
+    rs = [make(i) for i in range(6)]
+    for r in rs:
+        sig.connect(r)
+
+    async def main() -> Any:
+        return threading.get_ident(), await sig.asend(sender=None)
+
+    loop_thread, result = run_clean(main)
+    assert result == [(r, i) for i, r in enumerate(rs)]
+    assert [i for i, _ in calls] == list(range(6))
+    (worker,) = {t for _, t in calls}
+    assert worker != loop_thread
+
+
+@pytest.mark.parametrize("how", ["Signal(executor=)", "using(executor)"])
+def test_with_an_executor_sync_receivers_run_on_it(how):
+    pool = ThreadPoolExecutor(2, thread_name_prefix="mine")
+    threads: list[str] = []
+
+    def r(sender: object, **kwargs: Any) -> str:
+        threads.append(threading.current_thread().name)
+        return "ok"
+
+    try:
+        if how == "Signal(executor=)":
+            sig = Signal(executor=pool)
+            target: Any = sig
+        else:
+            sig = Signal()
+            target = sig.using(pool)
+        sig.connect(r)
+        sig.connect(async_r("a"), weak=False)
+
+        async def main() -> Any:
+            return await target.asend(sender=None), await target.asend_robust(None)
+
+        plain, robust = run_clean(main)
+    finally:
+        pool.shutdown()
+    assert [v for _, v in plain] == [v for _, v in robust] == ["ok", "a"]
+    assert len(threads) == 2
+    assert all(name.startswith("mine") for name in threads)
+
+
+def test_receivers_see_the_senders_context_variables():
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+    sig = Signal()
+
+    async def a(sender: object, **kwargs: Any) -> str:
+        return var.get()
+
+    def s(sender: object, **kwargs: Any) -> str:
+        return var.get()
+
+    sig.connect(a)
+    sig.connect(s)
+
+    async def main() -> Any:
+        var.set("request-42")
+        return await sig.asend(sender=None)
+
+    assert [v for _, v in run_clean(main)] == ["request-42", "request-42"]
+
+
+def test_asend_with_no_receivers_returns_an_empty_list():
+    async def main() -> Any:
+        return await Signal().asend(None), await Signal().asend_robust(None)
+
+    assert run_clean(main) == ([], [])
+
+
+def test_bound_methods_come_back_as_the_connected_method():
+    sig = Signal()
+    holder = AsyncMethods()
+    sig.connect(holder.method)
+    sig.connect(holder.sync_method)
+
+    async def main() -> Any:
+        return await sig.asend(sender=None)
+
+    assert run_clean(main) == [
+        (holder.method, "method"),
+        (holder.sync_method, "sync_method"),
+    ]
+
+
+# -- the disconnect check ---------------------------------------------------------
+
+
+def test_an_async_receiver_disconnected_while_its_task_is_queued_is_not_called():
+    sig = Signal()
+    log: list[str] = []
+    victim = async_r("victim", log)
+
+    async def first(sender: object, **kwargs: Any) -> str:
+        # Runs before victim's task has taken its first step.
+        sig.disconnect(victim)
+        return "first"
+
+    sig.connect(first)
+    sig.connect(victim)
+
+    async def main() -> Any:
+        return await sig.asend(sender=None)
+
+    assert run_clean(main) == [(first, "first")]
+    assert log == []
+
+
+def test_a_sync_receiver_disconnected_while_its_call_is_queued_is_not_called():
+    sig = Signal()
+    log: list[str] = []
+    victim = sync_r("victim", log)
+
+    def first(sender: object, **kwargs: Any) -> str:
+        sig.disconnect(victim)
+        return "first"
+
+    sig.connect(first)
+    sig.connect(sync_r("middle", log), weak=False)
+    sig.connect(victim)
+
+    async def main() -> Any:
+        return await sig.asend_robust(sender=None)
+
+    result = run_clean(main)
+    assert [v for _, v in result] == ["first", "middle"]
+    assert log == ["middle"]
+
+
+def test_a_weak_async_receiver_that_died_before_its_turn_is_skipped():
+    sig = Signal()
+    holder: list[Any] = [AsyncCallable()]
+
+    async def first(sender: object, **kwargs: Any) -> str:
+        holder.clear()
+        gc.collect()
+        return "first"
+
+    sig.connect(first)
+    sig.connect(holder[0])
+
+    async def main() -> Any:
+        return await sig.asend(sender=None)
+
+    assert run_clean(main) == [(first, "first")]
+
+
+# -- errors -------------------------------------------------------------------------
+
+
+def test_asend_raises_the_earliest_failure_in_connection_order_with_notes():
+    """A later async receiver fails first; the earlier running sync one is
+    waited for, and its failure is the one raised."""
+    sig = Signal()
+    finished: list[str] = []
+
+    def slow_sync_fail(sender: object, **kwargs: Any) -> None:
+        time.sleep(0.1)
+        finished.append("sync")
+        raise Boom("earliest")
+
+    async def fast_async_fail(sender: object, **kwargs: Any) -> None:
+        raise Boom("fast")
+
+    sig.connect(slow_sync_fail)
+    sig.connect(fast_async_fail)
+
+    async def main() -> BaseException:
+        with pytest.raises(Boom) as info:
+            await sig.asend(sender=None)
+        assert finished == ["sync"]  # asend returned only after it finished
+        return info.value
+
+    err = run_clean(main)
+    assert str(err) == "earliest"
+    assert any("fast_async_fail" in note and "fast" in note for note in err.__notes__)
+
+
+def test_asend_cancels_unfinished_receivers_and_waits_for_them_on_failure():
+    sig = Signal()
+    state: list[str] = []
+
+    async def fails(sender: object, **kwargs: Any) -> None:
+        await asyncio.sleep(0.01)
+        raise Boom("x")
+
+    async def waits_forever(sender: object, **kwargs: Any) -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.01)  # slow to clean up: must still be awaited
+            state.append("cleaned up")
+            raise
+
+    async def fails_on_cancel(sender: object, **kwargs: Any) -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            raise ValueError("while cancelled")
+
+    sig.connect(waits_forever)
+    sig.connect(fails)
+    sig.connect(fails_on_cancel)
+
+    async def main() -> BaseException:
+        with pytest.raises(Exception) as info:
+            await sig.asend(sender=None)
+        assert state == ["cleaned up"]
+        return info.value
+
+    err = run_clean(main)
+    # The earliest failure in connection order: fails_on_cancel is later.
+    assert isinstance(err, Boom)
+
+
+def test_after_a_failure_sync_receivers_not_yet_begun_are_not_called():
+    pool = ThreadPoolExecutor(1)
+    release = threading.Event()
+    blocker = pool.submit(release.wait)  # the only worker is busy
+    log: list[str] = []
+
+    async def fails(sender: object, **kwargs: Any) -> None:
+        raise Boom("x")
+
+    sig = Signal(executor=pool)
+    sig.connect(fails)
+    sig.connect(sync_r("queued", log), weak=False)
+
+    async def main() -> None:
+        with pytest.raises(Boom):
+            await sig.asend(sender=None)
+
+    try:
+        run_clean(main)
+    finally:
+        release.set()
+        blocker.result()
+        pool.shutdown()
+    assert log == []
+
+
+def test_in_the_worker_thread_a_failure_stops_the_later_sync_receivers():
+    sig = Signal()
+    log: list[str] = []
+
+    def fails(sender: object, **kwargs: Any) -> None:
+        raise Boom("x")
+
+    sig.connect(sync_r("before", log), weak=False)
+    sig.connect(fails)
+    sig.connect(sync_r("after", log), weak=False)
+
+    async def main() -> None:
+        with pytest.raises(Boom):
+            await sig.asend(sender=None)
+
+    run_clean(main)
+    assert log == ["before"]
+
+
+def test_asend_robust_returns_every_exception_in_its_slot_and_logs_it(caplog):
+    sig = Signal()
+
+    async def async_fail(sender: object, **kwargs: Any) -> None:
+        await asyncio.sleep(0)
+        raise Boom("async")
+
+    def sync_fail(sender: object, **kwargs: Any) -> None:
+        raise Boom("sync")
+
+    rs = [async_fail, sync_r("ok"), sync_fail, async_r("aok")]
+    for r in rs:
+        sig.connect(r)
+
+    async def main() -> Any:
+        return await sig.asend_robust(sender=None)
+
+    with caplog.at_level(logging.ERROR, logger="concsignals"):
+        result = run_clean(main)
+    assert [r for r, _ in result] == rs
+    assert [str(v) for _, v in result] == ["async", "ok", "sync", "aok"]
+    for _, err in (result[0], result[2]):
+        assert isinstance(err, Boom)
+        assert err.__traceback__ is not None
+    tb = result[0][1].__traceback__
+    frames = []
+    while tb is not None:
+        frames.append(tb.tb_frame.f_code.co_name)
+        tb = tb.tb_next
+    assert frames[-1] == "async_fail"
+    records = [r for r in caplog.records if r.name == "concsignals"]
+    assert [r.getMessage() for r in records] == [
+        f"Error calling {r.__qualname__} in Signal.send_robust() ({e})"
+        for r, e in (result[0], result[2])
+    ]
+    assert records[0].exc_info is not None and records[0].exc_info[1] is result[0][1]
+
+
+@pytest.mark.parametrize("kind", ["async", "sync"])
+@pytest.mark.parametrize("method", ["asend", "asend_robust"])
+def test_base_exceptions_are_never_swallowed(kind, method):
+    sig = Signal()
+
+    async def async_fatal(sender: object, **kwargs: Any) -> None:
+        raise Fatal
+
+    def sync_fatal(sender: object, **kwargs: Any) -> None:
+        raise Fatal
+
+    def sync_fail(sender: object, **kwargs: Any) -> None:
+        time.sleep(0.01)
+        raise Boom("later, and only an Exception")
+
+    sig.connect(async_r("earlier"), weak=False)
+    sig.connect(async_fatal if kind == "async" else sync_fatal)
+    sig.connect(sync_fail)
+
+    async def main() -> None:
+        with pytest.raises(Fatal):
+            await getattr(sig, method)(sender=None)
+
+    run_clean(main)
+
+
+def test_an_async_receiver_returning_a_non_awaitable_is_an_error():
+    from asgiref.sync import markcoroutinefunction
+
+    def lies(sender: object, **kwargs: Any) -> int:
+        return 42
+
+    sig = Signal()
+    sig.connect(markcoroutinefunction(lies))
+
+    async def main() -> Any:
+        return await sig.asend_robust(sender=None)
+
+    logging.getLogger("concsignals").disabled = True
+    try:
+        [(_, err)] = run_clean(main)
+    finally:
+        logging.getLogger("concsignals").disabled = False
+    assert isinstance(err, TypeError)
+    assert "lies" in str(err) and "cannot be awaited" in str(err)
+
+
+# -- cancellation -------------------------------------------------------------------
+
+
+def test_cancelling_the_awaiting_task_cancels_the_receivers(asyncio_logs):
+    sig = Signal()
+    state: list[str] = []
+    started = threading.Event()
+    release = threading.Event()
+
+    async def waits(sender: object, **kwargs: Any) -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.01)
+            state.append("waits cancelled")
+            raise
+
+    async def fails_when_cancelled(sender: object, **kwargs: Any) -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            raise Boom("nobody will retrieve this") from None
+
+    def sync_running(sender: object, **kwargs: Any) -> None:
+        started.set()
+        release.wait(10)
+        raise Boom("after the send was cancelled")
+
+    for r in (waits, fails_when_cancelled, sync_running):
+        sig.connect(r)
+
+    async def main() -> None:
+        task = asyncio.create_task(sig.asend(sender=None))
+        while not started.is_set():
+            await asyncio.sleep(0.001)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert state == ["waits cancelled"]
+        release.set()  # the thread finishes, its failure has nowhere to go
+        await asyncio.sleep(0.05)
+
+    run_clean(main)
+
+
+def test_wait_for_around_asend_cancels_the_receivers(asyncio_logs):
+    sig = Signal()
+    cancelled: list[str] = []
+
+    async def slow(sender: object, **kwargs: Any) -> None:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            cancelled.append("slow")
+            raise
+
+    sig.connect(slow)
+
+    async def main() -> None:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(sig.asend_robust(sender=None), 0.02)
+        assert cancelled == ["slow"]
+
+    run_clean(main)
+
+
+def test_a_receiver_that_cancels_itself_propagates_cancellation():
+    sig = Signal()
+
+    async def cancels_itself(sender: object, **kwargs: Any) -> None:
+        raise asyncio.CancelledError
+
+    sig.connect(cancels_itself)
+    sig.connect(async_r("ok"), weak=False)
+
+    async def main() -> None:
+        with pytest.raises(asyncio.CancelledError):
+            await sig.asend_robust(sender=None)
+
+    run_clean(main)
+
+
+def test_tasks_are_held_strongly_while_running_and_released_when_done():
+    sig = Signal()
+    seen: list[int] = []
+
+    async def r(sender: object, **kwargs: Any) -> None:
+        task = asyncio.current_task()
+        assert task in casync._in_flight
+        seen.append(len(casync._in_flight))
+        await asyncio.sleep(0)
+        gc.collect()
+        assert task in casync._in_flight
+
+    sig.connect(r)
+
+    async def main() -> None:
+        await sig.asend(sender=None)
+
+    run_clean(main)  # checks _in_flight is empty afterwards
+    assert seen == [1]
+
+
+# -- timeouts -----------------------------------------------------------------------
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("executor", [None, "pool"])
+def test_a_timeout_puts_timeout_errors_in_the_unfinished_slots(executor, caplog):
+    pool = ThreadPoolExecutor(2) if executor else None
+    release = threading.Event()
+    cancelled: list[str] = []
+
+    async def slow_async(sender: object, **kwargs: Any) -> None:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            cancelled.append("slow_async")
+            raise
+
+    def slow_sync(sender: object, **kwargs: Any) -> str:
+        release.wait(10)
+        return "too late"
+
+    sig = Signal()
+    rs = [async_r("fast"), slow_async, slow_sync, sync_r("queued behind")]
+    for r in rs:
+        sig.connect(r)
+    view = sig.using(pool, timeout=0.1)
+
+    async def main() -> Any:
+        # If asend waited for the blocked thread it would never return.
+        result = await view.asend_robust(sender=None)
+        with pytest.raises(TimeoutError, match="did not finish"):
+            await view.asend(sender=None)
+        release.set()
+        return result
+
+    try:
+        with caplog.at_level(logging.ERROR, logger="concsignals"):
+            result = run_clean(main)
+    finally:
+        release.set()
+        if pool is not None:
+            pool.shutdown()
+    assert [r for r, _ in result] == rs
+    assert result[0][1] == "fast"
+    assert all(isinstance(v, TimeoutError) for _, v in result[1:3])
+    if executor is None:  # queued behind slow_sync in the worker thread
+        assert isinstance(result[3][1], TimeoutError)
+    else:
+        assert result[3][1] == "queued behind"
+    assert cancelled == ["slow_async", "slow_async"]
+    assert len(caplog.records) == sum(isinstance(v, TimeoutError) for _, v in result)
+
+
+def test_a_timeout_that_is_not_reached_changes_nothing():
+    sig = Signal()
+    rs = [async_r("a"), sync_r("s")]
+    for r in rs:
+        sig.connect(r)
+
+    async def main() -> Any:
+        return await sig.using(None, timeout=5).asend(sender=None)
+
+    assert run_clean(main) == [(rs[0], "a"), (rs[1], "s")]
+
+
+# -- sync send with async receivers --------------------------------------------------
+
+
+def test_send_runs_async_receivers_and_returns_all_results_in_order():
+    sig = Signal()
+    log: list[Any] = []
+    rs = [sync_r(0, log), async_r(1, log, 0.01), sync_r(2, log), async_r(3, log)]
+    for r in rs:
+        sig.connect(r)
+    assert sig.send(sender=None) == [(r, i) for i, r in enumerate(rs)]
+    assert sig.send_robust(sender=None) == [(r, i) for i, r in enumerate(rs)]
+    # Each async receiver begins before the next receiver is called.
+    assert log == [0, 1, 2, 3] * 2
+
+
+def test_send_calls_sync_receivers_inline_in_the_callers_thread():
+    sig = Signal()
+    threads: list[int] = []
+
+    def s(sender: object, **kwargs: Any) -> None:
+        threads.append(threading.get_ident())
+
+    sig.connect(s)
+    sig.connect(async_r("a"), weak=False)
+    sig.send(sender=None)
+    assert threads == [threading.get_ident()]
+
+
+def test_send_with_async_receivers_stops_at_the_first_failure():
+    sig = Signal()
+    log: list[str] = []
+
+    async def fails(sender: object, **kwargs: Any) -> None:
+        raise Boom("x")
+
+    sig.connect(sync_r("before", log), weak=False)
+    sig.connect(fails)
+    sig.connect(sync_r("after", log), weak=False)
+    with pytest.raises(Boom):
+        sig.send(sender=None)
+    assert log == ["before"]
+
+
+def test_send_with_async_receivers_cancels_them_when_a_sync_one_fails():
+    sig = Signal()
+    cancelled: list[str] = []
+
+    async def slow(sender: object, **kwargs: Any) -> None:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            cancelled.append("slow")
+            raise
+
+    def fails(sender: object, **kwargs: Any) -> None:
+        raise Boom("x")
+
+    sig.connect(slow)
+    sig.connect(fails)
+    with pytest.raises(Boom):
+        sig.send(sender=None)
+    assert cancelled == ["slow"]
+
+
+def test_send_robust_with_async_receivers_returns_errors_in_slots(caplog):
+    sig = Signal()
+
+    async def fails(sender: object, **kwargs: Any) -> None:
+        raise Boom("async")
+
+    def sync_fails(sender: object, **kwargs: Any) -> None:
+        raise Boom("sync")
+
+    rs = [fails, sync_fails, async_r("ok")]
+    for r in rs:
+        sig.connect(r)
+    with caplog.at_level(logging.ERROR, logger="concsignals"):
+        result = sig.send_robust(sender=None)
+    assert [r for r, _ in result] == rs
+    assert [str(v) for _, v in result] == ["async", "sync", "ok"]
+    assert all(v.__traceback__ is not None for _, v in result[:2])
+    assert len(caplog.records) == 2
+
+
+@pytest.mark.parametrize("method", ["send", "send_robust"])
+def test_send_with_async_receivers_never_swallows_base_exceptions(method):
+    sig = Signal()
+    cancelled: list[str] = []
+
+    async def slow(sender: object, **kwargs: Any) -> None:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            cancelled.append("slow")
+            raise
+
+    def fatal(sender: object, **kwargs: Any) -> None:
+        raise Fatal
+
+    sig.connect(slow)
+    sig.connect(fatal)
+    with pytest.raises(Fatal):
+        getattr(sig, method)(sender=None)
+    assert cancelled == ["slow"]
+
+
+@pytest.mark.parametrize("method", ["send", "send_robust"])
+def test_send_inside_a_running_loop_tells_the_caller_to_use_asend(method):
+    sig = Signal()
+    sig.connect(async_r("a"), weak=False)
+    plain = Signal()
+    plain.connect(sync_r("s"), weak=False)
+
+    async def main() -> None:
+        with pytest.raises(RuntimeError) as info:
+            getattr(sig, method)(sender=None)
+        message = str(info.value)
+        assert f"await signal.a{method}(" in message
+        assert "async_a" in message  # names the async receiver
+        assert "running" in message
+        # Sync-only signals are fine anywhere.
+        assert [v for _, v in plain.send(sender=None)] == ["s"]
+
+    run_clean(main)
+
+
+def test_a_sync_receiver_inside_a_mixed_send_may_send_a_mixed_signal():
+    inner = Signal()
+    inner.connect(async_r("inner async"), weak=False)
+    outer = Signal()
+
+    def nested(sender: object, **kwargs: Any) -> Any:
+        return [v for _, v in inner.send(sender=None)]
+
+    outer.connect(async_r("outer async"), weak=False)
+    outer.connect(nested)
+    assert [v for _, v in outer.send(sender=None)] == ["outer async", ["inner async"]]
+
+
+def test_a_sync_receiver_on_a_worker_thread_of_asend_may_send_a_mixed_signal():
+    inner = Signal()
+    inner.connect(async_r("inner async"), weak=False)
+    outer = Signal()
+
+    def nested(sender: object, **kwargs: Any) -> Any:
+        return [v for _, v in inner.send(sender=None)]
+
+    outer.connect(nested)
+
+    async def main() -> Any:
+        return await outer.asend(sender=None)
+
+    assert run_clean(main) == [(nested, ["inner async"])]
+
+
+@pytest.mark.timeout(20)
+def test_send_with_async_receivers_through_an_executor_and_timeout():
+    pool = ThreadPoolExecutor(2, thread_name_prefix="the-pool")
+    release = threading.Event()
+    sig = Signal()
+
+    def blocked(sender: object, **kwargs: Any) -> None:
+        release.wait(10)
+
+    def on_pool(sender: object, **kwargs: Any) -> bool:
+        return threading.current_thread().name.startswith("the-pool")
+
+    rs = [async_r("a"), on_pool]
+    for r in rs:
+        sig.connect(r)
+    try:
+        assert sig.using(pool).send(sender=None) == [(rs[0], "a"), (on_pool, True)]
+        sig.connect(blocked)
+        logging.getLogger("concsignals").disabled = True
+        result = sig.using(pool, timeout=0.05).send_robust(sender=None)
+        with pytest.raises(TimeoutError):
+            sig.using(pool, timeout=0.05).send(sender=None)
+    finally:
+        logging.getLogger("concsignals").disabled = False
+        release.set()
+        pool.shutdown()
+    assert [v for _, v in result[:2]] == ["a", True]
+    assert isinstance(result[2][1], TimeoutError)
+
+
+def test_send_leaves_no_loop_behind_and_does_not_touch_the_threads_loop():
+    sig = Signal()
+    sig.connect(async_r("a"), weak=False)
+    policy_loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(policy_loop)
+    try:
+        sig.send(sender=None)
+        assert asyncio.get_event_loop() is policy_loop
+    finally:
+        asyncio.set_event_loop(None)
+        policy_loop.close()
+
+
+# -- many loops and threads at once ---------------------------------------------------
+
+
+@pytest.mark.timeout(30)
+def test_concurrent_asends_from_many_threads_while_receivers_churn(fast_switching):
+    sig = Signal()
+    stable = [async_r("a0"), sync_r("s1"), async_r("a2", delay=0.001), sync_r("s3")]
+    for r in stable:
+        sig.connect(r)
+    churn = [async_r("churn-a"), sync_r("churn-s")]
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def churner() -> None:
+        while not stop.is_set():
+            for r in churn:
+                sig.connect(r)
+            for r in churn:
+                sig.disconnect(r)
+
+    def sender_thread() -> None:
+        async def main() -> None:
+            for _ in range(30):
+                result = await sig.asend_robust(sender=None)
+                tags = [v for _, v in result]
+                stable_tags = [t for t in tags if not str(t).startswith("churn")]
+                assert stable_tags == ["a0", "s1", "a2", "s3"]
+                assert len(tags) == len(set(tags))
+                assert all(not isinstance(v, Exception) for v in tags)
+
+        try:
+            run_clean(main, alone=False)
+        except BaseException as err:
+            errors.append(err)
+
+    writers = [threading.Thread(target=churner)]
+    senders = [threading.Thread(target=sender_thread) for _ in range(3)]
+    for t in writers + senders:
+        t.start()
+    for t in senders:
+        t.join()
+    stop.set()
+    for t in writers:
+        t.join()
+    assert errors == []
