@@ -1,0 +1,2 @@
+"""The test suite.  A package so that worker processes (process pools, dask)
+can import the picklable receivers in ``tests.receivers``."""

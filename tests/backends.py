@@ -1,0 +1,103 @@
+"""The backends the behaviour suite (``test_behaviour.py``) runs on.
+
+A backend is one way of running a send: inline, on threads, on processes, on
+a dask cluster.  ``BACKENDS`` lists them; the ``backend`` fixture in
+``conftest.py`` parametrizes every behaviour test over the list, so each
+promise is proven on each backend.
+
+To add one, append a :class:`Backend`:
+
+* ``name``: the test id;
+* ``make(request, workers)``: the executor for one test (``None`` = inline);
+  get shared pools with ``request.getfixturevalue(...)``, or create one and
+  ``request.addfinalizer(pool.shutdown)``;
+* ``send`` / ``send_robust(signal, executor, timeout, sender, named)``: one
+  send through that executor.  The defaults use ``signal.using(executor,
+  timeout=timeout).send(...)``; an async backend wraps ``asend`` in
+  ``asyncio.run`` instead;
+* ``parallel``: receivers of one send overlap in time;
+* ``shares_memory``: receivers run in the test's own process, so they may
+  close over test state and disconnect receivers while a send runs.
+
+Receivers for backends without shared memory must be picklable: use
+``tests.receivers``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from concsignals import Signal
+
+Responses = list[tuple[Any, Any]]
+SendFn = Callable[
+    [Signal, "Executor | None", "float | None", Any, dict[str, Any]], Responses
+]
+
+
+def plain_send(
+    signal: Signal,
+    executor: Executor | None,
+    timeout: float | None,
+    sender: Any,
+    named: dict[str, Any],
+) -> Responses:
+    return signal.using(executor, timeout=timeout).send(sender, **named)
+
+
+def plain_send_robust(
+    signal: Signal,
+    executor: Executor | None,
+    timeout: float | None,
+    sender: Any,
+    named: dict[str, Any],
+) -> Responses:
+    return signal.using(executor, timeout=timeout).send_robust(sender, **named)
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    make: Callable[[pytest.FixtureRequest, int], Executor | None]
+    parallel: bool
+    shares_memory: bool
+    send: SendFn = plain_send
+    send_robust: SendFn = plain_send_robust
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+def no_executor(request: pytest.FixtureRequest, workers: int) -> None:
+    return None
+
+
+def thread_pool(request: pytest.FixtureRequest, workers: int) -> Executor:
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="test-backend")
+    request.addfinalizer(pool.shutdown)
+    return pool
+
+
+def process_pool(request: pytest.FixtureRequest, workers: int) -> Executor:
+    """The session's 2-process pool (``workers`` is ignored: processes are dear)."""
+    pool: Executor = request.getfixturevalue("process_pool")
+    return pool
+
+
+def dask_executor(request: pytest.FixtureRequest, workers: int) -> Executor:
+    """An executor on the session's 2-worker dask LocalCluster."""
+    ex: Executor = request.getfixturevalue("dask_executor")
+    return ex
+
+
+BACKENDS: list[Backend] = [
+    Backend("inline", no_executor, parallel=False, shares_memory=True),
+    Backend("threads", thread_pool, parallel=True, shares_memory=True),
+    Backend("processes", process_pool, parallel=True, shares_memory=False),
+    Backend("dask", dask_executor, parallel=True, shares_memory=False),
+]

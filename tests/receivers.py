@@ -1,0 +1,90 @@
+"""Picklable receivers and senders for tests that run on every backend.
+
+Everything here is module-level, so a worker process (a process pool, a dask
+worker) can import it when it unpickles a call.  Receivers are instances of
+small classes, so one test can connect several distinct receivers of a kind
+and check that the result holds the very objects it connected.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from concsignals import Signal
+
+#: A module-level signal: a worker's ``SignalRef`` resolves to its own copy.
+announced = Signal()
+
+
+class Shop:
+    """A sender (classes pickle by reference)."""
+
+
+class Bank:
+    """Another sender."""
+
+
+class Nobody:
+    """A sender nothing is connected for specifically."""
+
+
+class Reply:
+    """Waits ``delay`` seconds, then returns its ``tag``."""
+
+    def __init__(self, tag: str, delay: float = 0.0) -> None:
+        self.tag = tag
+        self.delay = delay
+
+    def __call__(self, signal: Any, sender: Any, **named: Any) -> str:
+        if self.delay:
+            time.sleep(self.delay)
+        return self.tag
+
+    def __repr__(self) -> str:
+        return f"Reply({self.tag!r})"
+
+
+class Fail:
+    """Waits ``delay`` seconds, then raises ``ValueError(tag)`` from ``fail_deep``."""
+
+    def __init__(self, tag: str, delay: float = 0.0) -> None:
+        self.tag = tag
+        self.delay = delay
+
+    def __call__(self, signal: Any, sender: Any, **named: Any) -> str:
+        if self.delay:
+            time.sleep(self.delay)
+        fail_deep(self.tag)
+        return "unreachable"
+
+    def __repr__(self) -> str:
+        return f"Fail({self.tag!r})"
+
+
+def fail_deep(tag: str) -> None:
+    """A frame with a name the tests look for in tracebacks."""
+    raise ValueError(tag)
+
+
+class Stop(BaseException):
+    """A BaseException that is not an Exception: never caught by concsignals."""
+
+
+class Halt:
+    """Raises :class:`Stop`."""
+
+    def __call__(self, signal: Any, sender: Any, **named: Any) -> None:
+        raise Stop("halt")
+
+
+def echo(signal: Any, sender: Any, **named: Any) -> tuple[str, str, dict[str, Any]]:
+    """Returns what it was given, as picklable plain values."""
+    return (str(signal), getattr(sender, "__name__", repr(sender)), named)
+
+
+def where(signal: Any, sender: Any, **named: Any) -> tuple[int, bool, bool]:
+    """The worker's pid; whether ``signal`` equals and resolves to ``announced``."""
+    resolves = signal.resolve() is announced if hasattr(signal, "resolve") else False
+    return (os.getpid(), signal == announced, resolves)

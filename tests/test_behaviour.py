@@ -1,0 +1,223 @@
+"""The promises every backend keeps: ordering, errors, filtering, disconnects,
+deadlines.  Each test runs once per backend of ``tests/backends.py``.
+
+Receivers come from ``tests.receivers`` (picklable), except in tests that need
+shared memory, which skip on backends without it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from typing import Any
+
+import pytest
+
+from concsignals import Signal
+from tests.backends import Backend
+from tests.receivers import Bank, Fail, Nobody, Reply, Shop, echo
+
+
+@pytest.fixture
+def executor(backend: Backend, request: pytest.FixtureRequest) -> Any:
+    return backend.make(request, 4)
+
+
+def send(
+    backend: Backend, signal: Signal, executor: Any, sender: Any = None, **kw: Any
+) -> Any:
+    timeout = kw.pop("timeout", None)
+    return backend.send(signal, executor, timeout, sender, kw)
+
+
+def send_robust(
+    backend: Backend, signal: Signal, executor: Any, sender: Any = None, **kw: Any
+) -> Any:
+    timeout = kw.pop("timeout", None)
+    return backend.send_robust(signal, executor, timeout, sender, kw)
+
+
+def full_traceback(err: BaseException) -> str:
+    return "".join(traceback.format_exception(err))
+
+
+def wait_out(started: float, seconds: float) -> None:
+    """Let receivers a deadline left running finish, so they do not occupy
+    shared workers during the next test."""
+    time.sleep(max(0.0, started + seconds - time.monotonic()))
+
+
+@pytest.mark.timeout(30)
+def test_results_in_connection_order_though_finishing_in_reverse(
+    backend: Backend, executor: Any
+) -> None:
+    sig = Signal()
+    rs = [Reply(f"r{i}", delay=0.04 * (4 - i)) for i in range(4)]
+    for r in rs:
+        sig.connect(r)
+    for send_fn in (send, send_robust):
+        result = send_fn(backend, sig, executor, Shop)
+        assert [resp for _, resp in result] == ["r0", "r1", "r2", "r3"]
+        assert all(got is r for (got, _), r in zip(result, rs, strict=True))
+
+
+@pytest.mark.timeout(30)
+def test_robust_returns_each_error_in_its_slot_with_traceback(
+    backend: Backend, executor: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    sig = Signal()
+    rs = [Reply("a", 0.05), Fail("b"), Reply("c"), Fail("d", 0.05)]
+    for r in rs:
+        sig.connect(r)
+    with caplog.at_level(logging.ERROR, logger="concsignals"):
+        result = send_robust(backend, sig, executor, Shop)
+    assert [got for got, _ in result] == rs
+    assert [resp for _, resp in result][::2] == ["a", "c"]
+    for (_, err), tag in ((result[1], "b"), (result[3], "d")):
+        assert isinstance(err, ValueError)
+        assert err.args == (tag,)
+        assert "fail_deep" in full_traceback(err)  # the worker's frames are kept
+    logged = [rec.getMessage() for rec in caplog.records]
+    assert logged == [
+        "Error calling Fail('b') in Signal.send_robust() (b)",
+        "Error calling Fail('d') in Signal.send_robust() (d)",
+    ]
+
+
+@pytest.mark.timeout(30)
+def test_send_raises_the_earliest_failure_in_connection_order(
+    backend: Backend, executor: Any
+) -> None:
+    sig = Signal()
+    sig.connect(late := Fail("earliest", delay=0.3))
+    sig.connect(fast := Fail("later", delay=0.0))
+    sig.connect(ok := Reply("ok"))
+    with pytest.raises(ValueError, match="earliest") as info:
+        send(backend, sig, executor, Shop)
+    assert "fail_deep" in full_traceback(info.value)
+    notes = getattr(info.value, "__notes__", [])
+    if backend.parallel:  # the later failure is not lost
+        assert any("Fail('later')" in n and "later" in n for n in notes)
+    else:  # inline stops at the first failure
+        assert notes == []
+    del late, fast, ok
+
+
+@pytest.mark.timeout(30)
+def test_receivers_for_one_sender_only_get_that_sender(
+    backend: Backend, executor: Any
+) -> None:
+    sig = Signal()
+    sig.connect(shop := Reply("shop"), sender=Shop)
+    sig.connect(anyone := Reply("anyone"))
+    sig.connect(bank := Reply("bank"), sender=Bank)
+    sig.connect(shop2 := Reply("shop2"), sender=Shop)
+    tags = lambda res: [resp for _, resp in res]  # noqa: E731
+    assert tags(send(backend, sig, executor, Shop)) == ["shop", "anyone", "shop2"]
+    assert tags(send(backend, sig, executor, Bank)) == ["anyone", "bank"]
+    assert tags(send_robust(backend, sig, executor, Nobody)) == ["anyone"]
+    assert tags(send(backend, sig, executor, None)) == ["anyone"]
+    del shop, anyone, bank, shop2
+
+
+@pytest.mark.timeout(30)
+def test_every_keyword_reaches_the_receivers(backend: Backend, executor: Any) -> None:
+    sig = Signal()
+    sig.connect(echo)
+    named = {"executor": 1, "timeout": 2, "robust": 3, "using": 4}
+    [(r, (_, sender_name, got))] = backend.send(sig, executor, None, Shop, named)
+    assert r is echo
+    assert sender_name == "Shop"
+    assert got == named
+
+
+@pytest.mark.timeout(30)
+def test_a_receiver_disconnected_before_the_send_is_not_called(
+    backend: Backend, executor: Any
+) -> None:
+    sig = Signal()
+    sig.connect(a := Reply("a"))
+    sig.connect(b := Fail("b"))
+    sig.connect(c := Reply("c"))
+    assert sig.disconnect(b)
+    assert send(backend, sig, executor, Shop) == [(a, "a"), (c, "c")]
+    del a, b, c
+
+
+@pytest.mark.timeout(30)
+def test_a_receiver_disconnected_while_queued_is_not_called(
+    backend: Backend, request: pytest.FixtureRequest
+) -> None:
+    if not backend.shares_memory:
+        pytest.skip("out of process: the disconnect check is at hand-off")
+    executor = backend.make(request, 1)  # one worker: the victim waits in the queue
+    sig = Signal()
+    called: list[str] = []
+
+    def first(**kw: Any) -> str:
+        called.append("first")
+        sig.disconnect(victim)
+        return "first"
+
+    def middle(**kw: Any) -> str:
+        called.append("middle")
+        return "middle"
+
+    def victim(**kw: Any) -> str:
+        called.append("victim")
+        return "victim"
+
+    for r in (first, middle, victim):
+        sig.connect(r)
+    for send_fn in (send, send_robust):
+        assert send_fn(backend, sig, executor, Shop) == [
+            (first, "first"),
+            (middle, "middle"),
+        ]
+        assert called == ["first", "middle"]
+        called.clear()
+        sig.connect(victim)
+
+
+@pytest.mark.timeout(30)
+def test_robust_deadline_puts_timeout_errors_in_unfinished_slots(
+    backend: Backend, executor: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    sig = Signal()
+    sig.connect(fast := Reply("fast"))
+    sig.connect(slow := Reply("slow", delay=1.0))
+    sig.connect(after := Reply("after"))
+    started = time.monotonic()
+    with caplog.at_level(logging.ERROR, logger="concsignals"):
+        result = send_robust(backend, sig, executor, Shop, timeout=0.25)
+    elapsed = time.monotonic() - started
+    wait_out(started, 1.2)
+    assert [r for r, _ in result] == [fast, slow, after]
+    assert result[0][1] == "fast"
+    assert isinstance(result[1][1], TimeoutError)
+    assert "Reply('slow')" in str(result[1][1])
+    if backend.parallel:
+        assert elapsed < 0.9  # returned at the deadline, not when slow finished
+        assert result[2][1] == "after"
+    else:  # inline: not started before the deadline
+        assert isinstance(result[2][1], TimeoutError)
+        assert "was not started" in str(result[2][1])
+    assert any("Reply('slow')" in rec.getMessage() for rec in caplog.records)
+
+
+@pytest.mark.timeout(30)
+def test_send_raises_timeout_error_at_the_deadline(
+    backend: Backend, executor: Any
+) -> None:
+    sig = Signal()
+    sig.connect(fast := Reply("fast"))
+    sig.connect(slow := Reply("slow", delay=1.0))
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match=r"Reply\('slow'\)"):
+        send(backend, sig, executor, Shop, timeout=0.25)
+    elapsed = time.monotonic() - started
+    wait_out(started, 1.2)
+    if backend.parallel:
+        assert elapsed < 0.9
+    del fast, slow
