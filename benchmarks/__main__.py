@@ -11,11 +11,8 @@ import tempfile
 import time
 from pathlib import Path
 
-# Importing a case module registers its case, in this order.
-from . import (
-    inline,  # noqa: F401
-    report,
-)
+# Importing a case module registers its case.
+from . import asyncsend, churn, contention, fanout, inline, report, senders  # noqa: F401
 from .cases import CASES, measure_groups
 from .harness import FULL, QUICK, Settings
 
@@ -69,7 +66,7 @@ def main(argv: list[str]) -> int:
     if args.worker:
         return worker(args)
     if args.list:
-        for case in CASES.values():
+        for case in sorted(CASES.values(), key=lambda c: c.title):
             print(f"{case.name:12} {case.title}")
         return 0
     unknown = [name for name in args.case or () if name not in CASES]
@@ -77,7 +74,7 @@ def main(argv: list[str]) -> int:
         print(f"unknown case(s): {', '.join(unknown)}; see --list", file=sys.stderr)
         return 2
     settings = QUICK if args.quick else FULL
-    names = args.case or list(CASES)
+    names = args.case or [c.name for c in sorted(CASES.values(), key=lambda c: c.title)]
     publish = args.write or (not args.quick and not args.case)
     if args.out is not None:
         out = args.out

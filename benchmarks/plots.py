@@ -27,9 +27,11 @@ def pyplot() -> Any:
 
 
 def colour(name: str) -> str:
-    for key in sorted(COLOURS, key=len, reverse=True):
-        if name.startswith(key):
-            return COLOURS[key]
+    if name in COLOURS:
+        return COLOURS[name]
+    for key in ("hand-written", "floor", "concsignals", "django"):
+        if key in name:
+            return COLOURS.get(key, COLOURS["floor"])
     return "#7f7f7f"
 
 
