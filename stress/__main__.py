@@ -1,0 +1,7 @@
+"""``python -m stress``: see ``stress/README.md``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

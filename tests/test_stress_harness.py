@@ -1,0 +1,162 @@
+"""Tests of the stress harness itself (``stress/``): it passes the real Signal,
+and it catches broken dispatchers, deadlocks and leaks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from concsignals import Signal
+from stress.broken import BROKEN, MiniSignal
+from stress.memory import MemorySampler
+from stress.record import Probe, Record, SendContext, Violations, check_send, tick
+from stress.runner import Options, run_scenario
+from stress.scenarios import BY_NAME
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(name: str, factory: object, seconds: float = 1.0, **kw: object):
+    opts = Options(threads=4, deadlock_after=5.0, **kw)  # type: ignore[arg-type]
+    before = sys.getswitchinterval()
+    outcome = run_scenario(BY_NAME[name], factory, seconds, opts)
+    assert sys.getswitchinterval() == before  # restored after the run
+    return outcome
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("name", ["senders-vs-writers", "reentrancy", "sender-churn"])
+def test_real_signal_passes(name: str) -> None:
+    outcome = run(name, Signal)
+    assert outcome.status == "ok", outcome.samples
+    assert outcome.sends > 0 and outcome.writes > 0
+
+
+@pytest.mark.timeout(30)
+def test_mini_control_passes() -> None:
+    outcome = run("reentrancy", MiniSignal)
+    assert outcome.status == "ok", outcome.samples
+
+
+@pytest.mark.timeout(30)
+def test_live_list_is_caught() -> None:
+    outcome = run("reentrancy", BROKEN["live-list"])
+    assert outcome.status == "failed"
+    assert "missing" in outcome.kinds
+
+
+@pytest.mark.timeout(30)
+def test_id_reuse_misrouting_is_caught() -> None:
+    outcome = run("sender-churn", BROKEN["id-keyed"], seconds=1.5)
+    assert outcome.status == "failed"
+    assert "misrouted" in outcome.kinds
+
+
+@pytest.mark.timeout(30)
+def test_stale_liveness_is_caught() -> None:
+    outcome = run("reentrancy", BROKEN["stale-liveness"])
+    assert "called after disconnect returned" in outcome.kinds
+
+
+@pytest.mark.timeout(30)
+def test_leak_is_caught() -> None:
+    outcome = run("sender-churn", BROKEN["leaky"], seconds=2.0)
+    assert outcome.kinds.get("memory grows") == 1, outcome.memory
+
+
+@pytest.mark.timeout(30)
+def test_deadlock_is_reported_and_the_process_exits() -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stress",
+            "--dispatcher",
+            "locked-send",
+            "--scenario",
+            "reentrancy",
+            "--seconds",
+            "2",
+            "--deadlock-after",
+            "1",
+            "--json",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=25,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.returncode == 1
+    report = json.loads(proc.stdout)
+    assert report["scenarios"][0]["status"] == "deadlock"
+    assert "Thread 0x" in proc.stderr  # faulthandler's dump of every stack
+
+
+def test_memory_verdict_noise_versus_leak() -> None:
+    flat = MemorySampler()
+    leak = MemorySampler()
+    for i in range(60):
+        t = i * 0.05
+        flat.samples.append((t, 100_000 + (15_000 if i % 7 == 0 else 0)))
+        leak.samples.append((t, 100_000 + i * 2_000))
+    assert not flat.verdict(writes=10_000)["leak"]
+    assert leak.verdict(writes=10_000)["leak"]
+
+
+def test_checker_flags_duplicates_order_and_missing() -> None:
+    violations = Violations()
+    recs = [Record("probe", None, raises=False) for _ in range(3)]
+    probes = [Probe(rec) for rec in recs]
+    for rec in recs:
+        rec.connect_call = tick()
+        rec.connect_ret = tick()
+    ctx = SendContext(violations, raise_ok=False)
+    ctx.s0 = tick()
+    results = [(probes[1], recs[1].token), (probes[0], recs[0].token)] * 1
+    results.append((probes[1], recs[1].token))
+    ctx.s1 = tick()
+    check_send(ctx, recs, None, results, None, robust=False)
+    assert {"receiver twice", "order", "missing"} <= set(violations.kinds)
+
+
+@pytest.mark.timeout(30)
+def test_cli_lists_and_reports_json() -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    listed = subprocess.run(
+        [sys.executable, "-m", "stress", "--list"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=20,
+        env=env,
+    )
+    assert listed.returncode == 0
+    assert set(BY_NAME) <= {line.split()[0] for line in listed.stdout.splitlines()}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stress",
+            "--seconds",
+            "1",
+            "--scenario",
+            "senders-vs-writers",
+            "--threads",
+            "4",
+            "--json",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=20,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["ok"] and report["scenarios"][0]["violations"] == 0
