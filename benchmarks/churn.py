@@ -8,12 +8,11 @@ import tracemalloc
 import weakref
 from collections.abc import Callable
 from pathlib import Path
-from time import perf_counter
 from typing import Any
 
 from . import plots
 from .cases import Case, register, timing_samples
-from .harness import Samples, Settings, Timer
+from .harness import Samples, Settings, Timer, cpu_clock
 from .peers import (
     LIBRARIES,
     django_signal,
@@ -112,11 +111,11 @@ def churn_timer(pair: Pair, obj: Handler, attr: str) -> Timer:
 
     def timer(loops: int) -> float:
         it = itertools.repeat(None, loops)
-        t0 = perf_counter()
+        t0 = cpu_clock()
         for _ in it:
             connect(getattr(obj, attr))
             disconnect(getattr(obj, attr))
-        return perf_counter() - t0
+        return cpu_clock() - t0
 
     return timer
 

@@ -168,7 +168,7 @@ def percentile(values: list[int], q: float) -> float:
 
 
 def run(settings: Settings) -> CaseResult:
-    duration, repeats = (0.5, 1) if settings.quick else (2.0, 3)
+    duration, repeats = (0.5, 1) if settings.quick else (1.5, 5)
     runs: dict[str, list[Run]] = {name: [] for name in LIBRARIES}
     order = list(LIBRARIES)
     rng = random.Random(4)
@@ -181,6 +181,8 @@ def run(settings: Settings) -> CaseResult:
         return statistics.median(f(r) for r in runs[name])
 
     rate = {n: med(n, lambda r: r.rate) for n in LIBRARIES}
+    low = {n: min(r.rate for r in runs[n]) for n in LIBRARIES}
+    high = {n: max(r.rate for r in runs[n]) for n in LIBRARIES}
     p50 = {n: med(n, lambda r: percentile(r.latencies, 0.50)) for n in LIBRARIES}
     p99 = {n: med(n, lambda r: percentile(r.latencies, 0.99)) for n in LIBRARIES}
     writes = {n: med(n, lambda r: r.writes / r.seconds) for n in LIBRARIES}
@@ -189,6 +191,7 @@ def run(settings: Settings) -> CaseResult:
         [
             n,
             f"{rate[n]:,.0f}",
+            f"{low[n]:,.0f} - {high[n]:,.0f}",
             f"{rate[n] / rate['concsignals']:.2f}x",
             f"{rate[n] / rate['floor']:.2f}x",
             fmt_time(p50[n]),
@@ -210,6 +213,7 @@ def run(settings: Settings) -> CaseResult:
                 [
                     "library",
                     "sends/s (all threads)",
+                    "range over runs",
                     "÷ concsignals",
                     "÷ floor",
                     "send p50",

@@ -14,7 +14,7 @@ from typing import Any
 
 from . import plots
 from .cases import Case, register, timing_samples
-from .harness import Samples, Settings, Timer, measure
+from .harness import Samples, Settings, Timer, cpu_clock, measure
 from .peers import Sender, make_floor
 from .receivers import Burner, Noop, Sleeper, spin
 from .report import TIMING_HEADERS, CaseResult, Table, Target, fmt_time, timing_rows
@@ -156,9 +156,9 @@ def calibrate_work(seconds: float) -> int:
     """Iterations of :func:`spin` that take about ``seconds`` here."""
     work = 10_000
     while True:
-        t0 = perf_counter()
+        t0 = cpu_clock()
         spin(work)
-        elapsed = perf_counter() - t0
+        elapsed = cpu_clock() - t0
         if elapsed > 0.02:
             return int(work * seconds / elapsed)
         work *= 2
