@@ -13,7 +13,7 @@ their working size) and is ignored.  Over the rest, a least-squares line is
 fitted through the samples; its rise over that window is the *growth*.  The run
 leaks if the growth is above **both**
 
-* an absolute floor (``floor_blocks``, 10,000 blocks, about 1 MB), so that
+* an absolute floor (``floor_blocks``, 15,000 blocks, about 1-2 MB), so that
   allocator and garbage-collector noise in a short run never fails it; and
 * ``per_write`` blocks (0.05) for every connect/disconnect in the window, so a
   long run with a bounded working set never fails either, while a leak of even
@@ -37,7 +37,7 @@ from typing import Any
 class MemorySampler:
     """Samples memory over one run.  Call :meth:`sample` from one thread."""
 
-    floor_blocks = 10_000
+    floor_blocks = 15_000
     per_write = 0.05
 
     def __init__(self, collect: bool = False) -> None:

@@ -83,6 +83,19 @@ class Run:
     def running(self) -> bool:
         return not self.stop.is_set()
 
+    def pace(self, writer: Worker) -> None:
+        """Keep writers from starving the senders (when sends are slow).
+
+        Called by a writer after each write; every 4th call it sleeps a
+        little if the run has made more than three writes per send.
+        """
+        if writer.writes % 4:
+            return
+        sends = sum(w.sends for w in self.workers)
+        writes = sum(w.writes for w in self.workers)
+        if writes > 3 * sends + 200:
+            time.sleep(0.005)
+
     def _start(self) -> list[threading.Thread]:
         threads = []
         for worker, body in self._targets:

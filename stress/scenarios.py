@@ -272,6 +272,7 @@ class SendersVsWriters(Scenario):
                     probe = own.pop(w.rng.randrange(len(own)))
                     disconnect_record(run, signal, board, probe.rec)
                 w.writes += 1
+                run.pace(w)
 
         def sender(w: Worker) -> None:
             while run.running:
@@ -338,6 +339,7 @@ class WeakReceiversDying(Scenario):
                         dropped.append(weakref.ref(probe))
                     del probe
                 w.writes += 1
+                run.pace(w)
 
         def sender(w: Worker) -> None:
             while run.running:
@@ -479,6 +481,7 @@ class ParallelFanout(Scenario):
     name = "parallel-fanout"
     title = "sends through a saturated thread pool, nested sends, writers churning"
     core = False
+    memory = False  # the pool's threads come and go: too noisy to judge here
 
     def skip_reason(self, factory: SignalFactory, opts: Options) -> str:
         return needs_pool(factory)
@@ -510,6 +513,7 @@ class ParallelFanout(Scenario):
                     probe = own.pop(w.rng.randrange(len(own)))
                     disconnect_record(run, signal, board, probe.rec)
                 w.writes += 1
+                run.pace(w)
 
         def sender(w: Worker) -> None:
             while run.running:
@@ -527,6 +531,7 @@ class AsyncLoops(Scenario):
     name = "async-loops"
     title = "asend from several event loops in several threads at once"
     core = False
+    memory = False  # each loop grows its own thread pool: too noisy to judge
 
     def skip_reason(self, factory: SignalFactory, opts: Options) -> str:
         return needs_asend(factory)
@@ -549,6 +554,7 @@ class AsyncLoops(Scenario):
                     probe = own.pop(w.rng.randrange(len(own)))
                     disconnect_record(run, signal, board, probe.rec)
                 w.writes += 1
+                run.pace(w)
 
         async def task(w: Worker) -> None:
             while run.running:
