@@ -137,8 +137,11 @@ def stress(
     )
     outcomes = run_many(selected(args), factory, total, opts, out)
     print_table(outcomes, out)
-    ok = all(o.status in ("ok", "skipped") for o in outcomes)
-    print("PASS" if ok else "FAIL", file=out)
+    ran = [o for o in outcomes if o.status != "skipped"]
+    ok = bool(ran) and all(o.status == "ok" for o in ran)
+    skipped = len(outcomes) - len(ran)
+    verdict = "PASS" if ok else "FAIL" if ran else "FAIL: every scenario was skipped"
+    print(f"{verdict}{f' ({skipped} skipped)' if skipped else ''}", file=out)
     report = {
         "ok": ok,
         "dispatcher": args.dispatcher,

@@ -187,6 +187,10 @@ class Probe:
     def __repr__(self) -> str:
         return f"<Probe {self.rec!r}>"
 
+    def __reduce__(self) -> tuple[Any, tuple[int]]:
+        # Sent to a worker process: a stand-in that answers with the token.
+        return (RemoteProbe, (self.rec.token,))
+
     def __call__(
         self, signal: Any = None, sender: Any = None, ctx: Any = None, **named: Any
     ) -> Any:
@@ -237,6 +241,23 @@ class Probe:
         if self.rec.disc_thread == me:
             return True
         return disc < ctx.s0 or disc < ctx.last_end.get(me, 0)
+
+
+class RemoteProbe:
+    """What a probe becomes in a worker process: it returns its token.
+
+    Calls there cannot be recorded here, so only the result is checked.
+    """
+
+    __slots__ = ("token",)
+
+    def __init__(self, token: int) -> None:
+        self.token = token
+
+    def __call__(self, **named: Any) -> int:
+        return self.token
+
+    method = __call__
 
 
 class AsyncProbe(Probe):

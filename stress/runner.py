@@ -174,7 +174,9 @@ def run_scenario(
         out.status, out.reason = "skipped", reason
         return out
     run = Run(scenario.name, factory, opts)
-    sampler = MemorySampler(scenario.cyclic) if scenario.memory else None
+    # A process pool's pipes and pickling buffers swamp the signal's memory.
+    judged = scenario.memory and opts.executor != "processes"
+    sampler = MemorySampler(scenario.cyclic) if judged else None
     old_interval = sys.getswitchinterval()
     # Probes raise on purpose; send_robust would log every one of them.
     quiet = logging.getLogger("concsignals")

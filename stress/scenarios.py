@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import multiprocessing
 import random
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
 
 from .record import (
@@ -50,7 +52,7 @@ def inline_path(signal: Any, sender: object, robust: bool, ctx: SendContext) -> 
     return signal.send(sender, ctx=ctx)
 
 
-def pool_path(pool: ThreadPoolExecutor) -> SendPath:
+def pool_path(pool: Executor) -> SendPath:
     def send(signal: Any, sender: object, robust: bool, ctx: SendContext) -> Any:
         view = signal.using(pool)
         if robust:
@@ -203,10 +205,7 @@ def path_skip_reason(factory: SignalFactory, executor: str) -> str:
     if executor == "async":
         return needs_asend(factory)
     if executor == "processes":
-        return (
-            "--executor processes: the probes record each call in this process; "
-            "calls made in worker processes cannot be checked"
-        )
+        return needs_pool(factory)
     return f"unknown executor {executor!r}"
 
 
@@ -239,6 +238,14 @@ def make_path(run: Run) -> SendPath:
         pool = ThreadPoolExecutor(4, thread_name_prefix="stress-pool")
         run.cleanups.append(lambda: pool.shutdown(wait=True))
         return pool_path(pool)
+    if run.opts.executor == "processes":
+        # spawn, not fork: forking while worker threads hold locks is unsafe.
+        ctx = multiprocessing.get_context("spawn")
+        procs = ProcessPoolExecutor(2, mp_context=ctx)
+        for fut in [procs.submit(time.sleep, 0.2) for _ in range(2)]:
+            fut.result()  # start both workers now, before the threads run
+        run.cleanups.append(lambda: procs.shutdown(wait=True))
+        return pool_path(procs)
     if run.opts.executor == "async":
         return loop_path
     return inline_path
