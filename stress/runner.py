@@ -182,12 +182,17 @@ def run_scenario(
     quiet = logging.getLogger("concsignals")
     was_disabled, quiet.disabled = quiet.disabled, True
     gc.collect()
-    scenario.setup(run)
-    sys.setswitchinterval(opts.switch_interval)
-    started = time.perf_counter()
     try:
+        try:
+            scenario.setup(run)
+        except Exception as err:
+            out.status, out.reason = "failed", f"setup failed: {err!r}"
+            out.violations = 1
+            return out
+        sys.setswitchinterval(opts.switch_interval)
+        started = time.perf_counter()
         threads = run._start()
-        deadlocked = _supervise(run, threads, started, seconds, sampler, out)
+        deadlocked = _supervise(run, threads, started, seconds, sampler)
     finally:
         sys.setswitchinterval(old_interval)
         quiet.disabled = was_disabled
@@ -222,7 +227,6 @@ def _supervise(
     started: float,
     seconds: float,
     sampler: MemorySampler | None,
-    out: Outcome,
 ) -> str:
     """Wait for the run to end; return why it deadlocked, or ''."""
     opts = run.opts
