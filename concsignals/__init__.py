@@ -1,6 +1,7 @@
 """concsignals: Django's signal dispatcher, rebuilt for concurrency."""
 
 from ._signal import Signal, SignalView, receiver
+from .executors import SignalRef
 
-__all__ = ["Signal", "SignalView", "receiver"]
+__all__ = ["Signal", "SignalRef", "SignalView", "receiver"]
 __version__ = "0.1.0"

@@ -41,7 +41,8 @@ import pickle
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import CancelledError, Executor, Future
+from concurrent.futures import FIRST_EXCEPTION, CancelledError, Executor, Future
+from concurrent.futures import wait as wait_futures
 from typing import TYPE_CHECKING, Any
 
 from . import executors
@@ -488,17 +489,65 @@ def fan_out_pickled(
         for _, _, blob in calls:
             assert isinstance(args, bytes)
             nonce = next(executors.nonces)
-            fut = executor.submit(executors.call_pickled, blob, args, nonce)
-            futures.append(fut)
-            if not robust:
-                fut.add_done_callback(lambda f: cancel_on_failure(f, futures))
-        for (slot, r, _), fut in zip(calls, futures, strict=True):
-            outcomes[slot] = pickled_outcome(r, fut, deadline, futures)
+            futures.append(executor.submit(executors.call_pickled, blob, args, nonce))
+        finished, late = wait_pickled(futures, deadline, robust)
     except BaseException:
         for fut in futures:
             fut.cancel()
         raise
+    for (slot, r, _), fut in zip(calls, futures, strict=True):
+        outcomes[slot] = pickled_outcome(r, fut, finished, late)
     return [out for out in outcomes if out is not None]
+
+
+def wait_pickled(
+    futures: list[Future[Any]], deadline: float | None, robust: bool
+) -> tuple[set[Future[Any]], set[Future[Any]]]:
+    """Wait for the calls; return those that finished, and those that did not
+    by the deadline.
+
+    ``send``: at the first failure, the calls after the earliest failed one are
+    cancelled, then the others are waited for.  At the deadline, the calls not
+    finished are cancelled.  Cancelling happens here, in the sender's thread:
+    some executors' futures (dask's) must not be cancelled from their callbacks.
+    """
+    if not robust:
+        done, _ = wait_futures(futures, remaining(deadline), FIRST_EXCEPTION)
+        failed = [i for i, f in enumerate(futures) if f in done and failed_call(f)]
+        if failed:
+            for fut in futures[failed[0] + 1 :]:
+                fut.cancel()
+    done, not_done = wait_futures(futures, remaining(deadline))
+    for fut in not_done:
+        fut.cancel()
+    for fut in done:
+        err = None if fut.cancelled() else fut.exception()
+        if err is not None and not isinstance(err, Exception):
+            raise err  # a BaseException that is not an Exception: never caught
+    return {f for f in done if not f.cancelled()}, not_done
+
+
+def failed_call(fut: Future[Any]) -> bool:
+    return not fut.cancelled() and fut.exception() is not None
+
+
+def remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+def pickled_outcome(
+    r: Receiver, fut: Future[Any], finished: set[Future[Any]], late: set[Future[Any]]
+) -> Outcome:
+    """The outcome of one out-of-process call, once :func:`wait_pickled` is done."""
+    if fut in late:  # running or queued elsewhere at the deadline: cannot tell
+        return TimedOut(r, started=True)
+    if fut not in finished:  # cancelled: an earlier call failed in send
+        return Marker.CLOSED
+    err = fut.exception()
+    if err is not None:
+        assert isinstance(err, Exception)
+        return Failed(r, err)
+    return (r, fut.result())
 
 
 def dump_receiver(
@@ -518,31 +567,6 @@ def dump_receiver(
             f"receiver {r!r} cannot be pickled for {executor!r}, which runs "
             f"receivers in other processes: {err}"
         ) from err
-
-
-def cancel_on_failure(fut: Future[Any], futures: list[Future[Any]]) -> None:
-    """Done callback (``send``): a failed call cancels the calls not yet begun."""
-    if not fut.cancelled() and fut.exception() is not None:
-        for other in list(futures):
-            other.cancel()
-
-
-def pickled_outcome(
-    r: Receiver, fut: Future[Any], deadline: float | None, futures: list[Future[Any]]
-) -> Outcome:
-    try:
-        value: Any = wait(fut, deadline)
-    except Exception as err:
-        if isinstance(err, TimeoutError) and not fut.done():  # the deadline
-            for other in futures:
-                other.cancel()
-            return TimedOut(r, started=not fut.cancel())
-        return Failed(r, err)
-    if value is CLOSED:  # cancelled: by a failure, or at the deadline
-        if deadline is not None and time.monotonic() >= deadline:
-            return TimedOut(r, started=False)
-        return Marker.CLOSED
-    return (r, value)
 
 
 # -- submit -------------------------------------------------------------------

@@ -104,7 +104,24 @@ def running_on(executor: Executor) -> bool:
     if executor in on_pools.get():
         return True
     workers = getattr(executor, "_threads", None)
-    return workers is not None and threading.current_thread() in workers
+    if workers is None:
+        return False
+    thread = threading.current_thread()
+    return thread in workers or _thread_pool_of(thread) is executor
+
+
+def _thread_pool_of(thread: threading.Thread) -> object:
+    """The ``ThreadPoolExecutor`` a worker thread serves, else ``None``.
+
+    A pool starts a worker thread *before* adding it to its ``_threads``, so
+    the worker's first task may not find itself there; but the thread's target
+    arguments begin with a weak reference to its pool (CPython 3.8 to 3.13).
+    Best effort: anything unexpected answers ``None``.
+    """
+    args = getattr(thread, "_args", None)
+    if isinstance(args, tuple) and args and isinstance(args[0], weakref.ref):
+        return args[0]()
+    return None
 
 
 # -- the pool concsignals owns ------------------------------------------------

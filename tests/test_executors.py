@@ -1,0 +1,504 @@
+"""Executor-specific promises: threads (contextvars, nested sends, cancelling,
+submit, ownership), processes (pickling, the signal stand-in), inline with a
+deadline, and senders racing writers on a saturated pool."""
+
+from __future__ import annotations
+
+import contextvars
+import gc
+import pickle
+import random
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import weakref
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from concsignals import Signal, SignalRef, executors
+from tests.receivers import Fail, Halt, Reply, Shop, Stop, announced, where
+
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id")
+
+
+@pytest.fixture
+def pool() -> Any:
+    p = ThreadPoolExecutor(4, thread_name_prefix="test-pool")
+    yield p
+    p.shutdown(wait=False, cancel_futures=True)  # a failed test must not hang
+
+
+@pytest.fixture
+def one() -> Any:
+    """A pool of one worker: calls after the first wait in its queue."""
+    p = ThreadPoolExecutor(1, thread_name_prefix="test-one")
+    yield p
+    p.shutdown(wait=False, cancel_futures=True)
+
+
+# -- classification -------------------------------------------------------------
+
+
+def test_thread_pools_run_in_process_and_other_executors_do_not(
+    process_pool: Executor,
+) -> None:
+    class MyThreads(ThreadPoolExecutor):
+        pass
+
+    class Marked(Executor):
+        concsignals_in_process = True
+
+    assert executors.in_process(ThreadPoolExecutor(1))
+    assert executors.in_process(MyThreads(1))
+    assert executors.in_process(Marked())
+    assert not executors.in_process(process_pool)
+    assert not executors.in_process(Executor())
+
+
+# -- threads ----------------------------------------------------------------
+
+
+def test_signal_executor_makes_sends_parallel_and_using_none_inline(
+    pool: ThreadPoolExecutor,
+) -> None:
+    sig = Signal(executor=pool)
+
+    def name(**kw: Any) -> str:
+        return threading.current_thread().name
+
+    sig.connect(name)
+    [(_, where_sent)] = sig.send(Shop)
+    [(_, where_robust)] = sig.send_robust(Shop)
+    assert where_sent.startswith("test-pool")
+    assert where_robust.startswith("test-pool")
+    here = threading.current_thread().name
+    assert sig.using(None).send(Shop) == [(name, here)]
+    assert sig.using(None, timeout=5).send_robust(Shop) == [(name, here)]
+
+
+def test_each_receiver_sees_a_copy_of_the_senders_context(
+    pool: ThreadPoolExecutor,
+) -> None:
+    sig = Signal()
+    seen: list[str] = []
+
+    def overwrite(**kw: Any) -> str:
+        value = request_id.get("unset")
+        request_id.set("changed by a receiver")
+        return value
+
+    def read(**kw: Any) -> str:
+        time.sleep(0.05)  # after overwrite ran
+        seen.append(request_id.get("unset"))
+        return request_id.get("unset")
+
+    sig.connect(overwrite)
+    sig.connect(read)
+    token = request_id.set("req-42")
+    try:
+        assert [v for _, v in sig.using(pool).send(Shop)] == ["req-42", "req-42"]
+        assert [v for _, v in sig.using(pool).submit(Shop).result()] == [
+            "req-42",
+            "req-42",
+        ]
+        assert request_id.get() == "req-42"  # the sender's own is untouched
+    finally:
+        request_id.reset(token)
+    assert seen == ["req-42", "req-42"]
+
+
+@pytest.mark.timeout(20)
+def test_nested_sends_through_a_busy_one_worker_pool_finish(
+    one: ThreadPoolExecutor,
+) -> None:
+    sig = Signal()
+    depth_reached: list[int] = []
+
+    def recurse(depth: int, **kw: Any) -> int:
+        depth_reached.append(depth)
+        if depth == 4:  # deeper than the pool has workers
+            return depth
+        inner = sig.using(one).send(Shop, depth=depth + 1)
+        robust = sig.using(one, timeout=10).send_robust(Shop, depth=depth + 1)
+        submitted = sig.using(one).submit(Shop, depth=depth + 1).result()
+        assert [v for _, v in inner] == [v for _, v in robust]
+        assert [v for _, v in inner] == [v for _, v in submitted]
+        return int(inner[0][1]) + int(inner[1][1])
+
+    def leaf(depth: int, **kw: Any) -> int:
+        return 1
+
+    sig.connect(recurse)
+    sig.connect(leaf)
+    result = sig.using(one).send(Shop, depth=1)
+    assert [r for r, _ in result] == [recurse, leaf]
+    assert max(depth_reached) == 4
+
+
+@pytest.mark.timeout(20)
+def test_nested_sends_across_two_busy_pools_finish(one: ThreadPoolExecutor) -> None:
+    with ThreadPoolExecutor(1) as other:
+        outer, inner = Signal(), Signal()
+
+        def hop(**kw: Any) -> str:  # runs on `one`, sends through `other`
+            return str(inner.using(other).send(Shop))
+
+        def back(**kw: Any) -> Any:  # runs on `other`, sends through `one` again
+            return outer_leaf.using(one).send(Shop)[0][1]
+
+        outer_leaf = Signal()
+        outer_leaf.connect(leaf := Reply("leaf"))
+        outer.connect(hop)
+        inner.connect(back)
+        [(_, text)] = outer.using(one).send(Shop)
+        assert "'leaf'" in text
+        del leaf
+
+
+@pytest.mark.timeout(20)
+def test_a_send_from_work_the_user_put_on_the_pool_finishes(
+    one: ThreadPoolExecutor,
+) -> None:
+    sig = Signal()
+    sig.connect(r := Reply("r"))
+
+    def user_work() -> Any:
+        return sig.using(one).send(Shop)
+
+    assert one.submit(user_work).result(timeout=15) == [(r, "r")]
+
+
+@pytest.mark.timeout(20)
+def test_send_cancels_receivers_not_started_after_a_failure(
+    one: ThreadPoolExecutor,
+) -> None:
+    sig = Signal()
+    called: list[str] = []
+
+    def record(**kw: Any) -> None:
+        called.append("record")
+
+    boom = Fail("boom", delay=0.1)
+    sig.connect(boom)
+    sig.connect(record)
+    with pytest.raises(ValueError, match="boom"):
+        sig.using(one).send(Shop)
+    one.submit(int).result()  # the queue is drained
+    assert called == []
+
+
+@pytest.mark.timeout(20)
+def test_send_returns_only_when_started_receivers_are_done(
+    pool: ThreadPoolExecutor,
+) -> None:
+    sig = Signal()
+    finished = threading.Event()
+
+    def slow(**kw: Any) -> None:
+        time.sleep(0.3)
+        finished.set()
+
+    sig.connect(slow)
+    sig.connect(fail := Fail("fast"))
+    with pytest.raises(ValueError, match="fast"):
+        sig.using(pool).send(Shop)
+    assert finished.is_set()
+    del fail
+
+
+def test_base_exceptions_are_never_caught(pool: ThreadPoolExecutor) -> None:
+    sig = Signal()
+    sig.connect(halt := Halt())
+    sig.connect(r := Reply("r"))
+    for view in (sig.using(pool), sig.using(None, timeout=5)):
+        with pytest.raises(Stop):
+            view.send(Shop)
+        with pytest.raises(Stop):
+            view.send_robust(Shop)
+    with pytest.raises(Stop):
+        sig.using(pool).submit(Shop).result()
+    del halt, r
+
+
+@pytest.mark.timeout(20)
+def test_a_receiver_not_started_by_the_deadline_never_runs(
+    one: ThreadPoolExecutor,
+) -> None:
+    sig = Signal()
+    called: list[str] = []
+
+    def record(**kw: Any) -> None:
+        called.append("record")
+
+    sig.connect(slow := Reply("slow", delay=0.4))
+    sig.connect(record)
+    result = sig.using(one, timeout=0.1).send_robust(Shop)
+    assert [r for r, _ in result] == [slow, record]
+    assert "did not finish" in str(result[0][1])
+    assert "was not started" in str(result[1][1])
+    one.submit(int).result()  # slow is done and record's turn has passed
+    assert called == []
+
+
+def test_inline_with_a_deadline() -> None:
+    """``using(None, timeout=t)``: inline; the deadline is checked around each
+    call; a call that overruns it is reported as timed out (it cannot be
+    interrupted), and later receivers are not called."""
+    sig = Signal()
+    called: list[str] = []
+
+    def record(**kw: Any) -> None:
+        called.append("record")
+
+    sig.connect(fast := Reply("fast"))
+    sig.connect(slow := Fail("late", delay=0.2))
+    sig.connect(record)
+    result = sig.using(None, timeout=0.1).send_robust(Shop)
+    assert result[0] == (fast, "fast")
+    assert result[1][0] is slow
+    assert isinstance(result[1][1], TimeoutError)
+    assert isinstance(result[1][1].__cause__, ValueError)  # what it raised, late
+    assert result[2][0] is record
+    assert "was not started" in str(result[2][1])
+    with pytest.raises(TimeoutError):
+        sig.using(None, timeout=0.1).send(Shop)
+    assert called == []
+    assert sig.using(None, timeout=0).send_robust(Shop)[0][1].__class__ is (
+        TimeoutError
+    )
+
+
+def test_negative_timeout_is_refused() -> None:
+    with pytest.raises(ValueError, match="timeout"):
+        Signal().using(None, timeout=-1)
+
+
+# -- submit -----------------------------------------------------------------
+
+
+@pytest.mark.timeout(20)
+def test_submit_returns_at_once_with_a_future_of_robust_results() -> None:
+    sig = Signal()
+    gate = threading.Event()
+
+    def wait_for_gate(**kw: Any) -> str:
+        assert gate.wait(10)
+        return threading.current_thread().name
+
+    sig.connect(wait_for_gate)
+    sig.connect(fail := Fail("x"))
+    fut = sig.submit(Shop)
+    assert isinstance(fut, Future)
+    assert not fut.done()
+    ref = weakref.ref(fut)
+    del fut
+    gc.collect()
+    fut = ref()
+    assert fut is not None  # held while in flight
+    gate.set()
+    [(r0, thread_name), (r1, err)] = fut.result(timeout=10)
+    assert r0 is wait_for_gate
+    assert thread_name.startswith("concsignals")  # the pool concsignals owns
+    assert r1 is fail
+    assert isinstance(err, ValueError)
+
+
+@pytest.mark.timeout(20)
+def test_submit_through_a_pool_with_a_timeout(pool: ThreadPoolExecutor) -> None:
+    sig = Signal()
+    sig.connect(slow := Reply("slow", delay=0.5))
+    sig.connect(fast := Reply("fast"))
+    result = sig.using(pool, timeout=0.1).submit(Shop).result(timeout=10)
+    assert result[1] == (fast, "fast")
+    assert isinstance(result[0][1], TimeoutError)
+    del slow
+
+
+def test_user_executors_are_never_shut_down(pool: ThreadPoolExecutor) -> None:
+    sig = Signal(executor=pool)
+    sig.connect(r := Reply("r"))
+    sig.send(Shop)
+    sig.submit(Shop).result()
+    sig.using(pool, timeout=1).send_robust(Shop)
+    assert pool.submit(int).result() == 0
+    del r
+
+
+@pytest.mark.timeout(60)
+def test_the_owned_pool_is_shut_down_at_exit() -> None:
+    script = textwrap.dedent(
+        """
+        import atexit, time
+        seen = {}
+        # Registered first, so it runs after concsignals' own exit handler.
+        atexit.register(lambda: print("shut down:", seen["pool"]._shutdown))
+        from concsignals import Signal, executors
+        sig = Signal()
+        def slow(**kw):
+            time.sleep(0.3)
+            print("receiver done", flush=True)
+        sig.connect(slow)
+        sig.submit(None)
+        seen["pool"] = executors.owned_pool()
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=50
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:2] == ["receiver done", "shut down: True"]
+
+
+# -- processes --------------------------------------------------------------
+
+
+class SpyPool(Executor):
+    """Counts submissions and hands them to a real process pool."""
+
+    def __init__(self, inner: Executor) -> None:
+        self.inner = inner
+        self.submitted = 0
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        self.submitted += 1
+        return self.inner.submit(fn, *args, **kwargs)
+
+
+@pytest.mark.timeout(30)
+def test_an_unpicklable_receiver_fails_in_its_slot_or_before_anything_is_sent(
+    process_pool: Executor,
+) -> None:
+    spy = SpyPool(process_pool)
+    sig = Signal()
+
+    def local(**kw: Any) -> str:  # a nested function cannot be pickled
+        return "never"
+
+    sig.connect(a := Reply("a"))
+    sig.connect(local)
+    sig.connect(b := Reply("b"))
+    result = sig.using(spy).send_robust(Shop)
+    assert result[0] == (a, "a")
+    assert result[2] == (b, "b")
+    assert result[1][0] is local
+    err = result[1][1]
+    assert isinstance(err, pickle.PicklingError)
+    assert "local" in str(err)
+    assert "cannot be pickled" in str(err)
+    assert spy.submitted == 2
+    with pytest.raises(pickle.PicklingError, match="local"):
+        sig.using(spy).send(Shop)
+    assert spy.submitted == 2  # nothing half-sent
+
+
+@pytest.mark.timeout(30)
+def test_an_unpicklable_argument_is_named(process_pool: Executor) -> None:
+    spy = SpyPool(process_pool)
+    sig = Signal()
+    sig.connect(a := Reply("a"))
+    lock = threading.Lock()
+    [(r, err)] = sig.using(spy).send_robust(Shop, ok=1, lock=lock)
+    assert r is a
+    assert isinstance(err, pickle.PicklingError)
+    assert "keyword argument 'lock'" in str(err)
+    assert "Reply('a')" in str(err)
+    with pytest.raises(pickle.PicklingError, match="'lock'"):
+        sig.using(spy).send(Shop, lock=lock)
+    assert spy.submitted == 0
+
+
+@pytest.mark.timeout(30)
+def test_a_worker_process_gets_a_signal_ref_naming_the_signal(
+    process_pool: Executor,
+) -> None:
+    announced.connect(where)
+    try:
+        [(r, (pid, equal, resolves))] = announced.using(process_pool).send(Shop)
+    finally:
+        announced.disconnect(where)
+    assert r is where
+    assert pid != __import__("os").getpid()
+    assert equal and resolves
+    ref = SignalRef.of(announced)
+    assert str(ref) == "tests.receivers.announced"
+    assert ref == pickle.loads(pickle.dumps(ref))
+    assert ref.resolve() is announced
+    anonymous = SignalRef.of(Signal())
+    assert anonymous.module is None
+    with pytest.raises(LookupError):
+        anonymous.resolve()
+
+
+@pytest.mark.timeout(30)
+def test_a_base_exception_in_a_worker_process_propagates(
+    process_pool: Executor,
+) -> None:
+    sig = Signal()
+    sig.connect(halt := Halt())
+    with pytest.raises(Stop):
+        sig.using(process_pool).send_robust(Shop)
+    del halt
+
+
+# -- senders racing writers on a saturated pool -----------------------------
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.usefixtures("switch_often")
+def test_senders_racing_writers_on_a_saturated_pool() -> None:
+    """Permanent receivers are connected first and never disconnected: every
+    send must return all of them, first, in order; churning receivers come
+    after them, each at most once; every response is its receiver's own."""
+    sig = Signal()
+    permanent = [Reply(f"p{i}") for i in range(5)]
+    for r in permanent:
+        sig.connect(r)
+    churn = [Reply(f"c{i}") for i in range(8)]
+    stop = threading.Event()
+    errors: list[str] = []
+    sends = [0]
+
+    def writer(seed: int) -> None:
+        rnd = random.Random(seed)
+        while not stop.is_set():
+            r = rnd.choice(churn)
+            if rnd.random() < 0.5:
+                sig.connect(r)
+            else:
+                sig.disconnect(r)
+
+    def check(result: list[tuple[Any, Any]]) -> None:
+        got = [r for r, _ in result]
+        if got[: len(permanent)] != permanent:
+            errors.append(f"permanent receivers missing or out of order: {got}")
+        if len(set(map(id, got))) != len(got):
+            errors.append(f"a receiver twice: {got}")
+        if any(r.tag != resp for r, resp in result):
+            errors.append(f"a response from the wrong receiver: {result}")
+
+    def sender(pool: ThreadPoolExecutor, nested: bool) -> None:
+        view = sig.using(pool)
+        while not stop.is_set():
+            check(view.send(Shop))
+            check(view.send_robust(Shop))
+            if nested:
+                check(view.submit(Shop).result())
+            sends[0] += 1
+
+    with ThreadPoolExecutor(2) as pool:
+        threads = [threading.Thread(target=writer, args=(i,)) for i in range(2)]
+        threads += [
+            threading.Thread(target=sender, args=(pool, i % 2 == 0)) for i in range(4)
+        ]
+        for t in threads:
+            t.start()
+        time.sleep(2.0)
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert errors == []
+    assert sends[0] > 10
