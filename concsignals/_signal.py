@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import inspect
 import threading
+import types
 from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import Executor, Future
 from typing import Any, TypeVar
@@ -333,12 +334,21 @@ def check_receiver(receiver: object) -> None:
     """Refuse what cannot be a receiver, with Django's errors."""
     if not callable(receiver):
         raise TypeError("Signal receivers must be callable.")
-    try:
-        parameters = inspect.signature(receiver).parameters.values()
-    except (TypeError, ValueError):
-        return  # No signature to read (some builtins): cannot check, accept.
-    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+    if not _accepts_kwargs(receiver):
         raise ValueError("Signal receivers must accept keyword arguments (**kwargs).")
+
+
+def _accepts_kwargs(receiver: object) -> bool:
+    # Plain functions and methods: read the code flags (cheap, and connect is
+    # on the churn path); everything else: inspect.signature.
+    func = getattr(receiver, "__func__", receiver)
+    if type(func) is types.FunctionType and not hasattr(func, "__wrapped__"):
+        return bool(func.__code__.co_flags & inspect.CO_VARKEYWORDS)
+    try:
+        parameters = inspect.signature(receiver).parameters.values()  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return True  # No signature to read (some builtins): cannot check, accept.
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 
 
 def receiver(

@@ -1,0 +1,608 @@
+"""The inline Signal: Django's API and semantics, one promise per test."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import weakref
+from typing import Any
+
+import pytest
+
+from concsignals import Signal, receiver
+
+
+def make_receiver(tag: object, log: list[Any] | None = None) -> Any:
+    def r(sender: object, **kwargs: Any) -> object:
+        if log is not None:
+            log.append((tag, sender, kwargs))
+        return tag
+
+    r.__qualname__ = f"r_{tag}"
+    return r
+
+
+class Holder:
+    def __init__(self, tag: object) -> None:
+        self.tag = tag
+
+    def method(self, sender: object, **kwargs: Any) -> object:
+        return self.tag
+
+    def __call__(self, sender: object, **kwargs: Any) -> object:
+        return ("call", self.tag)
+
+
+class Sender:
+    pass
+
+
+# -- calling convention and results ------------------------------------------
+
+
+def test_send_calls_receivers_in_connection_order_with_signal_sender_and_named():
+    sig = Signal()
+    log: list[Any] = []
+    rs = [make_receiver(i, log) for i in range(5)]
+    for r in rs:
+        sig.connect(r)
+    assert sig.send(sender="s", a=1, b=2) == [(r, i) for i, r in enumerate(rs)]
+    assert log == [(i, "s", {"signal": sig, "a": 1, "b": 2}) for i in range(5)]
+
+
+def test_no_keyword_is_reserved():
+    sig = Signal()
+    seen = []
+    sig.connect(lambda sender, **kw: seen.append(kw), weak=False)
+    named = {"self": 1, "executor": 2, "timeout": 3, "robust": 4, "named": 5}
+    sig.send(sender=None, **named)
+    sig.send_robust(sender=None, **named)
+    sig.send(None, **named)  # sender positionally
+    assert seen == [{"signal": sig, **named}] * 3
+
+
+def test_send_with_no_receivers_returns_an_empty_list():
+    assert Signal().send(sender=None) == []
+    assert Signal().send_robust(sender=object()) == []
+
+
+def test_send_propagates_the_first_error_and_calls_no_later_receiver():
+    sig = Signal()
+    log: list[Any] = []
+    first = make_receiver(1, log)
+
+    def boom(sender: object, **kwargs: Any) -> None:
+        raise ValueError("boom")
+
+    last = make_receiver(3, log)
+    for r in (first, boom, last):
+        sig.connect(r)
+    with pytest.raises(ValueError, match="boom"):
+        sig.send(sender=None)
+    assert [t for t, *_ in log] == [1]
+
+
+def test_send_robust_returns_errors_in_their_slots_with_tracebacks(caplog):
+    sig = Signal()
+
+    def boom(sender: object, **kwargs: Any) -> None:
+        raise ValueError("boom")
+
+    after = make_receiver("after")
+    sig.connect(boom)
+    sig.connect(after)
+    with caplog.at_level(logging.ERROR, logger="concsignals"):
+        result = sig.send_robust(sender=None)
+    assert [r for r, _ in result] == [boom, after]
+    err = result[0][1]
+    assert isinstance(err, ValueError)
+    assert err.__traceback__ is not None
+    assert result[1][1] == "after"
+    (record,) = caplog.records
+    assert record.name == "concsignals"
+    assert record.levelno == logging.ERROR
+    assert record.msg == "Error calling %s in Signal.send_robust() (%s)"
+    assert record.getMessage() == (
+        "Error calling test_send_robust_returns_errors_in_their_slots_with_"
+        "tracebacks.<locals>.boom in Signal.send_robust() (boom)"
+    )
+    assert record.exc_info is not None and record.exc_info[1] is err
+
+
+def test_send_robust_never_catches_base_exceptions():
+    class Stop(BaseException):
+        pass
+
+    sig = Signal()
+
+    def stop(sender: object, **kwargs: Any) -> None:
+        raise Stop
+
+    sig.connect(stop)
+    with pytest.raises(Stop):
+        sig.send_robust(sender=None)
+
+
+def test_send_robust_logs_callable_objects_without_qualname(caplog):
+    class Failing:
+        def __call__(self, sender: object, **kwargs: Any) -> None:
+            raise RuntimeError("x")
+
+    sig = Signal()
+    obj = Failing()
+    sig.connect(obj)
+    with caplog.at_level(logging.ERROR, logger="concsignals"):
+        [(r, err)] = sig.send_robust(sender=None)
+    assert r is obj and isinstance(err, RuntimeError)
+    assert repr(obj) in caplog.records[0].getMessage()
+
+
+# -- connect: validation, idempotence, dispatch_uid ---------------------------
+
+
+def test_refuses_a_receiver_that_is_not_callable_and_changes_nothing():
+    sig = Signal()
+    before = sig._snapshot
+    with pytest.raises(TypeError, match=r"^Signal receivers must be callable\.$"):
+        sig.connect(42)  # type: ignore[arg-type]
+    assert sig._snapshot is before
+
+
+def test_refuses_a_receiver_without_kwargs_and_changes_nothing():
+    sig = Signal()
+    before = sig._snapshot
+
+    def no_kwargs(sender: object) -> None:
+        pass
+
+    with pytest.raises(
+        ValueError,
+        match=r"^Signal receivers must accept keyword arguments \(\*\*kwargs\)\.$",
+    ):
+        sig.connect(no_kwargs)
+    assert sig._snapshot is before
+    assert sig.receivers == []
+
+
+def test_refuses_without_kwargs_even_when_weak_false_or_with_uid():
+    sig = Signal()
+    with pytest.raises(ValueError):
+        sig.connect(lambda sender: None, weak=False, dispatch_uid="u")
+    assert not sig.has_listeners()
+
+
+def test_a_receiver_that_cannot_be_weakly_referenced_gets_a_clear_error():
+    class Slotted:
+        __slots__ = ()
+
+        def __call__(self, sender: object, **kwargs: Any) -> str:
+            return "slotted"
+
+    sig = Signal()
+    obj = Slotted()
+    with pytest.raises(TypeError, match=r"cannot be weakly referenced.*weak=False"):
+        sig.connect(obj)
+    assert sig.receivers == []
+    sig.connect(obj, weak=False)
+    assert sig.send(sender=None) == [(obj, "slotted")]
+
+
+def test_connect_is_idempotent_per_receiver_and_sender():
+    sig = Signal()
+    r = make_receiver("r")
+    s1, s2 = Sender(), Sender()
+    for _ in range(3):
+        sig.connect(r)
+        sig.connect(r, sender=s1)
+        sig.connect(r, sender=s2)
+    assert sig.send(sender=None) == [(r, "r")]
+    assert sig.send(sender=s1) == [(r, "r"), (r, "r")]
+    assert len(sig._snapshot.entries) == 3
+
+
+def test_connect_is_idempotent_per_dispatch_uid():
+    sig = Signal()
+    a, b = make_receiver("a"), make_receiver("b")
+    sig.connect(a, dispatch_uid="uid")
+    sig.connect(b, dispatch_uid="uid")
+    assert sig.send(sender=None) == [(a, "a")]
+    assert sig.disconnect(dispatch_uid="uid")
+    assert sig.send(sender=None) == []
+
+
+def test_bound_methods_are_one_receiver_however_often_they_are_looked_up():
+    sig = Signal()
+    h = Holder("h")
+    sig.connect(h.method)
+    sig.connect(h.method)
+    assert [resp for _, resp in sig.send(sender=None)] == ["h"]
+    assert sig.disconnect(h.method)
+    assert sig.send(sender=None) == []
+
+
+# -- disconnect ----------------------------------------------------------------
+
+
+def test_disconnect_returns_whether_something_was_connected():
+    sig = Signal()
+    r = make_receiver("r")
+    assert sig.disconnect(r) is False
+    sig.connect(r)
+    assert sig.disconnect(r) is True
+    assert sig.disconnect(r) is False
+    assert sig.send(sender=None) == []
+
+
+def test_disconnect_matches_the_sender_it_was_connected_for():
+    sig = Signal()
+    r = make_receiver("r")
+    s = Sender()
+    sig.connect(r, sender=s)
+    assert sig.disconnect(r) is False  # connected for s, not for any sender
+    assert sig.send(sender=s) == [(r, "r")]
+    assert sig.disconnect(r, sender=s) is True
+    assert sig.send(sender=s) == []
+
+
+def test_disconnect_without_receiver_or_uid_is_false():
+    sig = Signal()
+    sig.connect(make_receiver("r"), weak=False)
+    assert sig.disconnect() is False
+    assert len(sig.receivers) == 1
+
+
+def test_reconnect_after_disconnect_goes_last():
+    sig = Signal()
+    a, b = make_receiver("a"), make_receiver("b")
+    sig.connect(a)
+    sig.connect(b)
+    sig.disconnect(a)
+    sig.connect(a)
+    assert [resp for _, resp in sig.send(sender=None)] == ["b", "a"]
+
+
+# -- senders -------------------------------------------------------------------
+
+
+def test_sender_filtering_merges_specific_and_any_sender_in_connection_order():
+    sig = Signal()
+    s, other = Sender(), Sender()
+    rs = [make_receiver(i) for i in range(6)]
+    for i, r in enumerate(rs):
+        sig.connect(r, sender=None if i % 2 else s)
+    sig.connect(make_receiver("other"), sender=other, weak=False)
+    assert [t for _, t in sig.send(sender=s)] == [0, 1, 2, 3, 4, 5]
+    assert [t for _, t in sig.send(sender=None)] == [1, 3, 5]
+    assert [t for _, t in sig.send(sender=Sender())] == [1, 3, 5]
+    assert [t for _, t in sig.send(sender=other)] == [1, 3, 5, "other"]
+
+
+def test_non_weakrefable_senders_are_matched_by_identity():
+    sig = Signal()
+    r = make_receiver("r")
+    key = "sender-string"
+    sig.connect(r, sender=key)
+    sig.connect(r, sender=7)
+    assert sig.send(sender=key) == [(r, "r")]
+    assert sig.send(sender=7) == [(r, "r")]
+    assert sig.send(sender="another") == []
+    assert sig.send(sender=8) == []
+
+
+def test_a_non_weakrefable_sender_is_held_only_while_connected():
+    class Plain:
+        __slots__ = ()  # no __weakref__
+
+    sig = Signal()
+    s = Plain()
+    r = make_receiver("r")
+    base = len(gc.get_referrers(s))
+    sig.connect(r, sender=s)
+    assert len(gc.get_referrers(s)) > base
+    assert sig.send(sender=s) == [(r, "r")]
+    sig.disconnect(r, sender=s)
+    gc.collect()
+    assert len(gc.get_referrers(s)) == base
+    assert sig._snapshot.routes == {}
+
+
+@pytest.mark.parametrize("use_caching", [False, True])
+def test_the_signal_never_keeps_a_sender_alive(use_caching):
+    sig = Signal(use_caching=use_caching)
+    s = Sender()
+    ref = weakref.ref(s)
+    sig.connect(make_receiver("r"), sender=s, weak=False)
+    sig.connect(make_receiver("any"), weak=False)
+    sig.send(sender=s)
+    sig.send_robust(sender=s)
+    assert sig.has_listeners(s)
+    del s
+    gc.collect()
+    assert ref() is None
+
+
+def new_object_reusing_id(cls: type, target_id: int, tries: int = 10_000) -> Any:
+    keep = []
+    for _ in range(tries):
+        obj = cls()
+        if id(obj) == target_id:
+            return obj
+        keep.append(obj)
+    pytest.skip("the allocator did not reuse the id in time")
+
+
+def test_a_dead_senders_receivers_never_reach_an_object_that_reuses_its_id():
+    sig = Signal()
+    calls: list[Any] = []
+    r = make_receiver("for-dead-sender", calls)
+    s = Sender()
+    sig.connect(r, sender=s)
+    old_id = id(s)
+    del s
+    gc.collect()
+    newcomer = new_object_reusing_id(Sender, old_id)
+    assert sig.send(sender=newcomer) == []
+    assert not sig.has_listeners(newcomer)
+    # Connecting for the newcomer prunes the stale route and starts afresh.
+    sig.connect(r, sender=newcomer)
+    assert sig.send(sender=newcomer) == [(r, "for-dead-sender")]
+    assert len(sig._snapshot.entries) == 1
+
+
+def test_id_reuse_is_safe_even_before_the_death_is_noticed():
+    sig = Signal()
+    r = make_receiver("r")
+    s = Sender()
+    sig.connect(r, sender=s)
+    old_id = id(s)
+    del s
+    gc.collect()
+    sig._notice.pending = False  # as if the weakref callback had not run yet
+    newcomer = new_object_reusing_id(Sender, old_id)
+    assert sig.send(sender=newcomer) == []
+    assert sig.disconnect(r, sender=newcomer) is False
+    sig.connect(r, sender=newcomer)
+    assert sig.send(sender=newcomer) == [(r, "r")]
+
+
+# -- weak and strong receivers ---------------------------------------------------
+
+
+def test_weak_function_receivers_do_not_keep_their_target_alive():
+    sig = Signal()
+    r = make_receiver("r")
+    ref = weakref.ref(r)
+    sig.connect(r)
+    del r
+    gc.collect()
+    assert ref() is None
+    assert sig.send(sender=None) == []
+    assert sig.receivers == []
+
+
+def test_weak_bound_method_receivers_do_not_keep_their_object_alive():
+    sig = Signal()
+    h = Holder("h")
+    ref = weakref.ref(h)
+    sig.connect(h.method)
+    assert [t for _, t in sig.send(sender=None)] == ["h"]
+    del h
+    gc.collect()
+    assert ref() is None
+    assert sig.send(sender=None) == []
+
+
+def test_weak_callable_objects_do_not_stay_alive():
+    sig = Signal()
+    h = Holder("h")
+    ref = weakref.ref(h)
+    sig.connect(h)
+    assert sig.send(sender=None) == [(h, ("call", "h"))]
+    del h
+    gc.collect()
+    assert ref() is None
+    assert not sig.has_listeners()
+
+
+def test_strong_receivers_are_kept_alive():
+    sig = Signal()
+    sig.connect(make_receiver("strong"), weak=False)
+    sig.connect(Holder("obj").method, weak=False)
+    gc.collect()
+    assert [t for _, t in sig.send(sender=None)] == ["strong", "obj"]
+
+
+def test_dead_entries_are_pruned_by_the_next_write():
+    sig = Signal()
+    doomed = [make_receiver(i) for i in range(10)]
+    for r in doomed:
+        sig.connect(r)
+    keep = make_receiver("keep")
+    del doomed, r
+    gc.collect()
+    assert sig._notice.pending
+    sig.connect(keep)
+    assert [e.get() for e in sig._snapshot.entries] == [keep]
+    assert not sig._notice.pending
+
+
+def test_a_send_prunes_dead_entries_when_the_lock_is_free():
+    sig = Signal()
+    r = make_receiver("r")
+    sig.connect(r)
+    del r
+    gc.collect()
+    assert sig.send(sender=None) == []
+    assert sig._snapshot.entries == ()
+
+
+def test_the_death_of_a_weak_receiver_never_blocks_on_the_writer_lock():
+    """Weak-reference callbacks may run while this very thread holds the lock."""
+    sig = Signal()
+    r = make_receiver("r")
+    sig.connect(r)
+    with sig._lock:  # a writer is mid-update in this thread...
+        del r  # ...when the receiver dies: its callback must not take the lock.
+        gc.collect()
+        assert sig.send(sender=None) == []  # a send here must not block either
+        assert sig.receivers == []
+    assert sig._snapshot.entries == () or sig.receivers == []
+
+
+# -- has_listeners and receivers ----------------------------------------------
+
+
+def test_has_listeners_follows_django():
+    sig = Signal()
+    s = Sender()
+    assert not sig.has_listeners()
+    r = make_receiver("r")
+    sig.connect(r, sender=s)
+    assert not sig.has_listeners()  # only for s
+    assert sig.has_listeners(s)
+    sig.connect(r)
+    assert sig.has_listeners()
+    assert sig.has_listeners(Sender())
+
+
+def test_receivers_lists_live_receivers_in_connection_order():
+    sig = Signal()
+    a, b = make_receiver("a"), make_receiver("b")
+    h = Holder("h")
+    sig.connect(a)
+    sig.connect(h.method, sender=Sender)
+    sig.connect(b, weak=False)
+    assert sig.receivers == [a, h.method, b]
+    del h
+    gc.collect()
+    assert sig.receivers == [a, b]
+    assert isinstance(sig.receivers, list)
+
+
+# -- reentrancy ----------------------------------------------------------------
+
+
+def test_a_receiver_disconnected_by_an_earlier_one_is_not_called():
+    sig = Signal()
+    log: list[Any] = []
+    later = make_receiver("later", log)
+
+    def disconnects_later(sender: object, **kwargs: Any) -> str:
+        sig.disconnect(later)
+        return "first"
+
+    sig.connect(disconnects_later)
+    sig.connect(later)
+    assert sig.send(sender=None) == [(disconnects_later, "first")]
+    assert log == []
+
+
+def test_a_receiver_that_disconnects_itself_does_not_disturb_the_send():
+    sig = Signal()
+    log: list[Any] = []
+    a = make_receiver("a", log)
+
+    def once(sender: object, **kwargs: Any) -> str:
+        sig.disconnect(once)
+        return "once"
+
+    b = make_receiver("b", log)
+    for r in (a, once, b):
+        sig.connect(r)
+    assert [t for _, t in sig.send(sender=None)] == ["a", "once", "b"]
+    assert [t for _, t in sig.send(sender=None)] == ["a", "b"]
+
+
+def test_a_receiver_connected_during_a_send_is_called_from_the_next_send():
+    sig = Signal()
+    late = make_receiver("late")
+
+    def connects(sender: object, **kwargs: Any) -> str:
+        sig.connect(late)
+        return "connects"
+
+    sig.connect(connects)
+    assert [t for _, t in sig.send(sender=None)] == ["connects"]
+    assert [t for _, t in sig.send(sender=None)] == ["connects", "late"]
+
+
+def test_receivers_may_send_from_inside_a_send():
+    sig, other = Signal(), Signal()
+    other.connect(make_receiver("inner"), weak=False)
+
+    def nested(sender: object, depth: int = 0, **kwargs: Any) -> object:
+        if depth < 3:
+            return sig.send(sender=sender, depth=depth + 1)[0][1]
+        return other.send(sender=sender)[0][1]
+
+    sig.connect(nested)
+    assert sig.send(sender=None) == [(nested, "inner")]
+
+
+def test_a_weak_receiver_that_dies_mid_send_is_skipped_without_reference_error():
+    sig = Signal()
+    holders = {"victim": Holder("victim")}
+
+    def killer(sender: object, **kwargs: Any) -> str:
+        holders.clear()
+        gc.collect()
+        return "killer"
+
+    sig.connect(killer)
+    sig.connect(holders["victim"].method)
+    assert sig.send(sender=None) == [(killer, "killer")]
+
+
+# -- scale: a send costs O(receivers called) -------------------------------------
+
+
+def test_a_send_reads_only_its_senders_route():
+    sig = Signal()
+    senders = [Sender() for _ in range(10_000)]
+    r = make_receiver("r")
+    for s in senders:
+        sig.connect(r, sender=s)
+    target = senders[1234]
+    assert sig._snapshot.lookup(target) == sig._snapshot.routes[id(target)].entries
+    assert len(sig._snapshot.lookup(target)) == 1
+    assert sig.send(sender=target) == [(r, "r")]
+
+
+# -- the receiver decorator ------------------------------------------------------
+
+
+def test_receiver_decorator_connects_and_returns_the_function():
+    sig = Signal()
+    s = Sender()
+
+    @receiver(sig, sender=s, dispatch_uid="uid")
+    def handler(sender: object, **kwargs: Any) -> str:
+        return "handled"
+
+    assert sig.send(sender=s) == [(handler, "handled")]
+    assert sig.send(sender=None) == []
+    assert callable(handler)
+
+
+def test_receiver_decorator_accepts_a_list_of_signals():
+    a, b = Signal(), Signal()
+
+    @receiver([a, b])
+    def handler(sender: object, **kwargs: Any) -> object:
+        return kwargs["signal"]
+
+    assert a.send(sender=None) == [(handler, a)]
+    assert b.send(sender=None) == [(handler, b)]
+
+
+def test_receiver_decorator_connects_nothing_when_refused():
+    a, b = Signal(), Signal()
+    with pytest.raises(ValueError):
+
+        @receiver([a, b])
+        def handler(sender: object) -> None:
+            pass
+
+    with pytest.raises(TypeError, match="needs Signal objects"):
+        receiver([a, "not a signal"])  # type: ignore[list-item]
+    assert a.receivers == [] and b.receivers == []
