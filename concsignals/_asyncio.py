@@ -15,19 +15,25 @@ connection order:
   order they are created, so async receivers begin in connection order and
   then run concurrently;
 * a sync receiver must not block the loop.  With an executor (the signal's or
-  the view's), each sync receiver is one job on it, submitted in order.
-  Without one, all the sync receivers of the send run one after another, in
-  connection order, in one job on the loop's default executor (a worker
-  thread): as ``send`` would run them, just not on the loop's thread.  Each
-  sync receiver has a ``concurrent.futures.Future`` of its own, so one that has
-  not begun can be cancelled from the loop (``cancel`` fails once it runs).
+  the view's), each sync receiver is one job on it, submitted in order: called
+  as it is, in a copy of the sender's context, on an in-process executor;
+  pickled at hand-off for any other (see ``executors.py``; every call is
+  pickled before any receiver starts).  Without one, all the sync receivers
+  of the send run one after another, in connection order, in one job on the
+  loop's default executor (a worker thread): as ``send`` would run them, just
+  not on the loop's thread.  The same happens when this thread is itself a
+  worker of the executor (a nested send): it might wait for a free worker
+  forever.  Each sync receiver has a ``concurrent.futures.Future`` of its own,
+  so one that has not begun can be cancelled from the loop (``cancel`` fails
+  once it runs).
 
 Where the disconnect check is
 -----------------------------
 ``entry.get()`` is called by the code that makes the call, immediately before
 it: in the task's first step for an async receiver, and in the worker thread
 for a sync one.  A receiver disconnected while its task or job was queued is
-therefore skipped, as in an inline send.
+therefore skipped, as in an inline send.  (Out of process, the check is at
+hand-off, as for ``send``.)
 
 Failures, deadlines, cancellation
 ---------------------------------
@@ -54,14 +60,16 @@ retrieved" when a send gives up on it.
 Sync ``send`` with async receivers
 ----------------------------------
 From a thread with no running event loop, ``send`` runs the slots on a private
-loop made for that one send.  Without an executor or timeout it walks the
-entries in connection order in the caller's thread: a sync receiver is called
-inline (the loop is not running while it is, so it may itself send anything),
-and an async receiver becomes a task that is run up to its first suspension
-before the walk goes on, so calls begin in connection order.  With an executor
-or a timeout, the send is ``asend`` run on the private loop.  From a thread
-whose loop is running, ``send`` raises ``RuntimeError``: it would block that
-loop, and it cannot await; the caller must use ``asend``.
+loop made for that one send.  Without an executor (or as a nested send on a
+worker of it) it walks the entries in connection order in the caller's
+thread: a sync receiver is called inline (the loop is not running while it is,
+so it may itself send anything), and an async receiver becomes a task that is
+run up to its first suspension before the walk goes on, so calls begin in
+connection order.  A deadline is checked before and after each inline call,
+as the inline ``send`` does, and bounds the wait for the tasks.  With an
+executor, the send is ``asend`` run on the private loop.  From a thread whose
+loop is running, ``send`` raises ``RuntimeError``: it would block that loop,
+and it cannot await; the caller must use ``asend``.
 
 Threads
 -------
@@ -78,11 +86,13 @@ import asyncio
 import contextvars
 import functools
 import inspect
+import pickle
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Executor
 from concurrent.futures import Future as ThreadFuture
 from typing import TYPE_CHECKING, Any
 
+from . import _dispatch, executors
 from ._dispatch import describe, log_robust_failure
 from ._snapshot import Entry, Receiver
 
@@ -159,8 +169,9 @@ class _Slot:
 
     ``receiver`` is the object ``entry.get()`` returned, set just before the
     call begins; ``None`` while it has not.  The outcome is in ``future`` (a
-    task, or the loop's view of a sync job), or, for a sync receiver called
-    inline by ``send``, in ``value``/``error``.
+    task, or the loop's view of a sync job), or, where the send already knows
+    it (a sync receiver called inline, a call that could not be pickled, a job
+    that finished right at the deadline), in ``value``/``error``.
     """
 
     __slots__ = (
@@ -168,7 +179,9 @@ class _Slot:
         "error",
         "future",
         "job",
+        "late",
         "receiver",
+        "started",
         "stopped",
         "timed_out",
         "value",
@@ -184,8 +197,11 @@ class _Slot:
         self.error: BaseException | None = None
         #: Cancelled by the send after another receiver failed.
         self.stopped = False
-        #: Still unfinished at the deadline.
+        #: Unfinished at the deadline; ``started``: its call had begun.
         self.timed_out = False
+        self.started = False
+        #: What an inline call that overran the deadline raised.
+        self.late: BaseException | None = None
 
     def failure(self) -> BaseException | None:
         """The exception the call raised, if it finished by raising one."""
@@ -197,12 +213,27 @@ class _Slot:
         return None
 
     def stop(self) -> None:
-        """Cancel the call if it can still be cancelled (after a failure)."""
+        """Cancel the call if it has not begun; a task, even if it has."""
         self.stopped = True
         if self.job is not None:
             self.job.cancel()  # fails if running: then it is waited for
         elif self.future is not None:
             self.future.cancel()
+
+    def time_out(self) -> None:
+        """The deadline passed: keep what finished, cancel the rest."""
+        job, fut = self.job, self.future
+        assert fut is not None
+        if job is not None and not job.cancel() and job.done():
+            # Finished in its thread; the loop had not heard yet.
+            self.future = None
+            self.error = job.exception()
+            if self.error is None:
+                self.value = job.result()
+        else:
+            self.timed_out = True
+            self.started = self.receiver is not None if job is None else job.running()
+        fut.cancel()
 
 
 async def _call_async(
@@ -230,6 +261,23 @@ def _call_sync(
         return _SKIPPED
     slot.receiver = r
     return r(signal=signal, sender=sender, **named)
+
+
+def _call_on_pool(
+    chain: tuple[Executor, ...],
+    signal: Signal,
+    slot: _Slot,
+    sender: object,
+    named: dict[str, Any],
+) -> Any:
+    """``_call_sync`` on an in-process executor's worker, in its own context.
+
+    Records the pools this call runs on (``executors.on_pools``), so a send the
+    receiver makes through one of them runs its calls itself, as ``_dispatch``
+    does for its own calls: a nested send through a saturated pool finishes.
+    """
+    executors.on_pools.set(chain)
+    return _call_sync(signal, slot, sender, named)
 
 
 def _run_in_order(
@@ -271,25 +319,82 @@ def _start(
     executor: Executor | None,
     robust: bool,
 ) -> None:
-    """Start every receiver of the send, in connection order, without waiting."""
+    """Start every receiver of the send, in connection order, without waiting.
+
+    A sync receiver goes to ``executor``: called as it is on an in-process
+    one, pickled for any other (see ``executors.py``).  Without one, or if this
+    thread is itself running on it (nested: it may have no free worker), the
+    sync receivers share one job on the loop's default executor.
+    """
+    if executor is not None and executors.running_on(executor):
+        executor = None
+    pickled = executor is not None and not executors.in_process(executor)
+    blobs = (
+        _pickle_calls(slots, signal, sender, named, executor, robust) if pickled else {}
+    )
+    chain = (*executors.on_pools.get(), executor) if executor is not None else ()
     in_order: list[tuple[ThreadFuture[Any], contextvars.Context, _Slot]] = []
     for slot in slots:
         if slot.entry.is_async:
             task = loop.create_task(_call_async(signal, slot, sender, named))
             slot.future = _hold(task)
             continue
-        ctx = contextvars.copy_context()
         if executor is None:
             slot.job = ThreadFuture()
-            in_order.append((slot.job, ctx, slot))
+            in_order.append((slot.job, contextvars.copy_context(), slot))
+        elif pickled:
+            blob = blobs.get(slot)
+            if blob is None:
+                continue  # skipped, or its pickling error is in the slot
+            nonce = next(executors.nonces)
+            slot.job = executor.submit(executors.call_pickled, blob, blobs[None], nonce)
         else:
-            slot.job = executor.submit(ctx.run, _call_sync, signal, slot, sender, named)
+            ctx = contextvars.copy_context()
+            args = (chain, signal, slot, sender, named)
+            slot.job = executor.submit(ctx.run, _call_on_pool, *args)  # type: ignore[arg-type]
         slot.future = _hold(asyncio.wrap_future(slot.job, loop=loop))
     if in_order:
         runner = loop.run_in_executor(
             None, _run_in_order, in_order, signal, sender, named, robust
         )
         _hold(runner)
+
+
+def _pickle_calls(
+    slots: list[_Slot],
+    signal: Signal,
+    sender: object,
+    named: dict[str, Any],
+    executor: Executor | None,
+    robust: bool,
+) -> dict[_Slot | None, bytes]:
+    """Pickle every sync call for an out-of-process executor, before any starts.
+
+    The disconnect check is here, at hand-off.  Returns each slot's pickled
+    receiver, and the pickled arguments under ``None``.  A call that cannot be
+    pickled raises (``asend``) or gets its error in its slot (robust).
+    """
+    assert executor is not None
+    blobs: dict[_Slot | None, bytes] = {}
+    args: bytes | pickle.PicklingError | None = None
+    for slot in slots:
+        if slot.entry.is_async:
+            continue
+        r = slot.receiver = slot.entry.get()
+        if r is None:
+            continue
+        if args is None:
+            try:
+                args = blobs[None] = executors.dumps_args(signal, sender, named)
+            except pickle.PicklingError as err:
+                args = err
+        try:
+            blobs[slot] = _dispatch.dump_receiver(r, executor, args)
+        except pickle.PicklingError as err:
+            if not robust:
+                raise
+            slot.error = err
+    return blobs
 
 
 # -- waiting -----------------------------------------------------------------------
@@ -307,12 +412,12 @@ async def _settle(
 ) -> None:
     """Wait until every slot has its outcome, stopping early on a failure.
 
-    On return every slot is finished, stopped, or marked ``timed_out``, and no
-    task of the send is running.  If the caller is cancelled, the tasks are
-    cancelled and awaited first.
+    On return every slot is finished, stopped, or timed out, and no task of the
+    send is running.  If the caller is cancelled, the tasks are cancelled and
+    awaited first.
     """
     waiting = {s.future: s for s in slots if s.future is not None}
-    failed = not robust and any(s.error is not None for s in slots)
+    failed = not robust and any(s.error is not None or s.timed_out for s in slots)
     try:
         pending = set(waiting)
         if pending and not failed:
@@ -330,8 +435,7 @@ async def _settle(
             _, pending = await asyncio.wait(pending, timeout=_remaining(loop, deadline))
         if pending:
             for fut in pending:
-                waiting[fut].timed_out = True
-                fut.cancel()
+                waiting[fut].time_out()
             await _finish_tasks(pending)
     except asyncio.CancelledError:
         for fut in waiting:
@@ -356,28 +460,31 @@ def _assemble(
     timeout: float | None,
     robust: bool,
 ) -> Responses:
-    """The results in connection order, or the exception the send raises."""
+    """The results in connection order, or the exception the send raises.
+
+    A ``BaseException`` that is not an ``Exception`` is raised first.  Else
+    ``asend`` raises the earliest failure in connection order, preferring a
+    receiver's own failure to a timeout, with the others attached as notes;
+    ``asend_robust`` logs each failure and returns it in its slot.
+    """
     responses: Responses = []
-    failures: list[tuple[Receiver, BaseException]] = []
+    failures: list[tuple[Receiver, BaseException, bool]] = []
     for slot in slots:
-        r, outcome, err = _outcome(slot, signal, timeout)
+        r, value, err = _outcome(slot, signal, timeout)
         if r is None:
             continue
-        if err is None:
-            responses.append((r, outcome))
-        else:
-            failures.append((r, err))
-            responses.append((r, err))
+        responses.append((r, value if err is None else err))
+        if err is not None:
+            failures.append((r, err, slot.timed_out))
     if not failures:
         return responses
     fatal = [f for f in failures if not isinstance(f[1], Exception)]
     if fatal:
         raise _with_notes(fatal[0][1], failures)
     if not robust:
-        # A receiver's own failure before a timeout caused by stopping late.
-        raised = min(failures, key=lambda f: isinstance(f[1], _SendTimeout))
-        raise _with_notes(raised[1], failures)
-    for r, err in failures:
+        own = [f for f in failures if not f[2]]
+        raise _with_notes((own or failures)[0][1], failures)
+    for r, err, _ in failures:
         log_robust_failure(r, err)
     return responses
 
@@ -388,13 +495,14 @@ def _outcome(
     """(receiver, result, exception) of one slot; receiver ``None``: no slot."""
     if slot.timed_out:
         r = slot.receiver if slot.receiver is not None else slot.entry.get()
-        err = _SendTimeout(
-            f"receiver {describe(r)} of {signal!r} did not finish "
-            f"within the send's timeout of {timeout}s"
-        )
-        return r, None, err
+        if r is None:
+            return None, None, None
+        timed_out = _dispatch.TimedOut(r, slot.started, _as_exception(slot.late))
+        return r, None, _dispatch.timeout_error(signal, timed_out, timeout)
     fut = slot.future
     if fut is None:
+        if slot.receiver is None or (slot.value is _SKIPPED and slot.error is None):
+            return None, None, None
         return slot.receiver, slot.value, slot.error
     if fut.cancelled():
         if slot.stopped or slot.job is not None:
@@ -412,18 +520,19 @@ def _outcome(
     return slot.receiver, value, None
 
 
-class _SendTimeout(TimeoutError):
-    """The ``TimeoutError`` in the slot of a receiver unfinished at the deadline."""
+def _as_exception(err: BaseException | None) -> Exception | None:
+    return err if isinstance(err, Exception) else None
 
 
 def _with_notes(
-    raised: BaseException, failures: list[tuple[Receiver, BaseException]]
+    raised: BaseException, failures: list[tuple[Receiver, BaseException, bool]]
 ) -> BaseException:
     """``raised``, with a note naming each other failure of the send."""
-    for r, err in failures:
+    for r, err, _ in failures:
         if err is not raised:
             raised.add_note(
-                f"receiver {describe(r)} of the same send also failed: {err!r}"
+                f"concsignals: receiver {r!r} also failed in this send: "
+                f"{type(err).__name__}: {err}"
             )
     return raised
 
@@ -472,34 +581,44 @@ def send_from_sync(
 ) -> Responses:
     """A sync send with async receivers connected: run it on a private loop.
 
-    Raises ``RuntimeError`` in a thread whose event loop is running.
+    Raises ``RuntimeError`` in a thread whose event loop is running.  Without
+    an executor (or when this thread runs on it: a nested send), sync receivers
+    are called here, in order; see the module docstring.
     """
+    _refuse_in_running_loop(signal, entries, robust)
+    if executor is not None and executors.running_on(executor):
+        executor = None
+    loop = asyncio.new_event_loop()
+    try:
+        if executor is not None:
+            coro = asend(signal, entries, sender, named, executor, timeout, robust)
+            return loop.run_until_complete(coro)
+        deadline = None if timeout is None else loop.time() + timeout
+        slots = _walk(loop, signal, entries, sender, named, deadline, robust)
+        loop.run_until_complete(_settle(slots, loop, deadline, robust))
+        return _assemble(slots, signal, timeout, robust)
+    finally:
+        _close(loop)
+
+
+def _refuse_in_running_loop(
+    signal: Signal, entries: Sequence[Entry], robust: bool
+) -> None:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        pass
-    else:
-        name = "send_robust" if robust else "send"
-        async_receiver = next(
-            (r for e in entries if e.is_async and (r := e.get()) is not None),
-            "(an async receiver)",
-        )
-        raise RuntimeError(
-            f"{signal!r}.{name}() was called from a thread whose event loop is "
-            f"running, and async receiver {describe(async_receiver)} is "
-            f"connected: a sync send would block the loop.  Use "
-            f"'await signal.a{name}(...)' instead."
-        )
-    loop = asyncio.new_event_loop()
-    try:
-        if executor is not None or timeout is not None:
-            coro = asend(signal, entries, sender, named, executor, timeout, robust)
-            return loop.run_until_complete(coro)
-        slots = _walk(loop, signal, entries, sender, named, robust)
-        loop.run_until_complete(_settle(slots, loop, None, robust))
-        return _assemble(slots, signal, None, robust)
-    finally:
-        _close(loop)
+        return
+    name = "send_robust" if robust else "send"
+    async_receiver = next(
+        (r for e in entries if e.is_async and (r := e.get()) is not None),
+        "(an async receiver)",
+    )
+    raise RuntimeError(
+        f"{signal!r}.{name}() was called from a thread whose event loop is "
+        f"running, and async receiver {describe(async_receiver)} is "
+        f"connected: a sync send would block the loop.  Use "
+        f"'await signal.a{name}(...)' instead."
+    )
 
 
 def _walk(
@@ -508,6 +627,7 @@ def _walk(
     entries: Sequence[Entry],
     sender: object,
     named: dict[str, Any],
+    deadline: float | None,
     robust: bool,
 ) -> list[_Slot]:
     """Begin every receiver in connection order: sync ones inline, to the end.
@@ -515,6 +635,9 @@ def _walk(
     An async receiver's task is run up to its first suspension before the next
     receiver begins.  Without ``robust``, the walk stops at the first failure,
     whether a sync receiver raised or a task already ended with an exception.
+    The deadline is checked before and after each sync call, as ``send``
+    does inline: a call that overran it is timed out, one not begun by it is
+    not made.
     """
     slots: list[_Slot] = []
     failed: list[asyncio.Future[Any]] = []
@@ -525,7 +648,13 @@ def _walk(
 
     for entry in entries:
         slot = _Slot(entry)
-        if entry.is_async:
+        if deadline is not None and loop.time() >= deadline:
+            slot.receiver = entry.get()
+            slot.timed_out = True
+            slots.append(slot)
+            if not robust:
+                break
+        elif entry.is_async:
             task = loop.create_task(_call_async(signal, slot, sender, named))
             slot.future = _hold(task)
             if not robust:
@@ -541,8 +670,11 @@ def _walk(
                 slot.value = r(signal=signal, sender=sender, **named)
             except Exception as err:
                 slot.error = err
-                if not robust:
-                    break
+            if deadline is not None and loop.time() > deadline:
+                slot.timed_out = slot.started = True
+                slot.late = slot.error
+            if not robust and (slot.error is not None or slot.timed_out):
+                break
         if failed:
             break
     return slots

@@ -25,6 +25,7 @@ Receivers for backends without shared memory must be picklable: use
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -100,4 +101,38 @@ BACKENDS: list[Backend] = [
     Backend("threads", thread_pool, parallel=True, shares_memory=True),
     Backend("processes", process_pool, parallel=True, shares_memory=False),
     Backend("dask", dask_executor, parallel=True, shares_memory=False),
+]
+
+
+# -- the same sends through asend (issue 4) ----------------------------------
+
+
+def asend(
+    signal: Signal,
+    executor: Executor | None,
+    timeout: float | None,
+    sender: Any,
+    named: dict[str, Any],
+) -> Responses:
+    view = signal.using(executor, timeout=timeout)
+    return asyncio.run(view.asend(sender, **named))
+
+
+def asend_robust(
+    signal: Signal,
+    executor: Executor | None,
+    timeout: float | None,
+    sender: Any,
+    named: dict[str, Any],
+) -> Responses:
+    view = signal.using(executor, timeout=timeout)
+    return asyncio.run(view.asend_robust(sender, **named))
+
+
+# Without an executor, asend runs a send's sync receivers one after another in
+# one worker thread: not parallel.
+BACKENDS += [
+    Backend("asend", no_executor, False, True, asend, asend_robust),
+    Backend("asend+threads", thread_pool, True, True, asend, asend_robust),
+    Backend("asend+processes", process_pool, True, False, asend, asend_robust),
 ]
