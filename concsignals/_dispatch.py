@@ -338,7 +338,6 @@ def call_here(
     fan: Fanout,
     index: int,
     entry: Entry,
-    chain: tuple[Executor, ...],
     signal: Signal,
     sender: object,
     named: dict[str, Any],
@@ -347,7 +346,6 @@ def call_here(
     r = fan.begin(index, entry)
     if isinstance(r, Marker):
         return r
-    executors.on_pools.set(chain)
     try:
         return (r, r(signal=signal, sender=sender, **named))
     except Exception as err:
@@ -373,12 +371,20 @@ def fan_out_here(
     nested = executors.running_on(executor)
     chain = (*executors.on_pools.get(), executor)
     calls = []
+    # Each call's context is a copy of the sender's with ``chain`` set in it.
+    token = executors.on_pools.set(chain)
     try:
         for i, entry in enumerate(entries):
             ctx = contextvars.copy_context()
-            args = (fan, i, entry, chain, signal, sender, named)
+            args = (fan, i, entry, signal, sender, named)
             fan.futures.append(executor.submit(ctx.run, call_here, *args))  # type: ignore[arg-type]
             calls.append((ctx, args))
+    except BaseException:
+        fan.fail()
+        raise
+    finally:
+        executors.on_pools.reset(token)
+    try:
         stolen: dict[int, Outcome] = {}
         if nested:
             # Run here whatever no worker has taken: there may be no free

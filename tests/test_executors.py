@@ -502,3 +502,35 @@ def test_senders_racing_writers_on_a_saturated_pool() -> None:
             t.join(30)
     assert errors == []
     assert sends[0] > 10
+
+
+# -- the demo ---------------------------------------------------------------
+
+
+def run_module(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "concsignals", *args],
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
+
+
+@pytest.mark.timeout(120)
+def test_the_demo_runs_and_prints_a_table() -> None:
+    out = run_module("demo", "--scale", "0.1")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert any(line.split()[:2] == ["I/O", "receivers,"] for line in lines)
+    table = [line.split() for line in lines if line.split()[:1] in (["I/O"], ["CPU"])]
+    assert [row[0] for row in table[-2:]] == ["I/O", "CPU"]
+    assert "results identical and in connection order everywhere: yes" in out.stdout
+
+
+def test_the_module_prints_usage_and_refuses_unknown_commands() -> None:
+    plain = run_module()
+    assert plain.returncode == 0
+    assert plain.stdout.startswith("usage: python -m concsignals")
+    unknown = run_module("frobnicate")
+    assert unknown.returncode == 2
+    assert "unknown command 'frobnicate'" in unknown.stderr
