@@ -202,8 +202,8 @@ def test_send_returns_only_when_started_receivers_are_done(
         time.sleep(0.3)
         finished.set()
 
+    sig.connect(fail := Fail("fast", delay=0.1))
     sig.connect(slow)
-    sig.connect(fail := Fail("fast"))
     with pytest.raises(ValueError, match="fast"):
         sig.using(pool).send(Shop)
     assert finished.is_set()
@@ -335,7 +335,9 @@ def test_the_owned_pool_is_shut_down_at_exit() -> None:
         import atexit, time
         seen = {}
         # Registered first, so it runs after concsignals' own exit handler.
-        atexit.register(lambda: print("shut down:", seen["pool"]._shutdown))
+        atexit.register(
+            lambda: print("shut down:", seen["pool"]._shutdown, executors._owned)
+        )
         from concsignals import Signal, executors
         sig = Signal()
         def slow(**kw):
@@ -350,7 +352,7 @@ def test_the_owned_pool_is_shut_down_at_exit() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=50
     )
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split("\n")[:2] == ["receiver done", "shut down: True"]
+    assert out.stdout.split("\n")[:2] == ["receiver done", "shut down: True None"]
 
 
 # -- processes --------------------------------------------------------------
