@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import shlex
 import sys
 import tempfile
@@ -90,7 +91,10 @@ def main(argv: list[str]) -> int:
     results = []
     for name in names:
         case_t0 = time.perf_counter()
+        load_start = os.getloadavg()[0]
         result = CASES[name].run(settings)
+        result.load = (load_start, os.getloadavg()[0])
+        result.seconds = time.perf_counter() - case_t0
         if result.plot is not None:
             result.figures = result.plot(plots_dir)
         results.append(result)

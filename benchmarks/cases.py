@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from .harness import Samples, Settings, Timer, measure, run_workers
+from .harness import OneOff, Samples, Settings, Timer, measure, run_workers
 from .report import CaseResult
 
 #: Builds a timing case's groups: ``{group label: {timer name: timer}}``.
 #: ``keep`` receives whatever must stay alive while the timers run.
-GroupBuilder = Callable[[Settings, list[object]], dict[str, dict[str, Timer]]]
+#: A group of :class:`OneOff` figures is passed through as measured.
+GroupBuilder = Callable[
+    [Settings, list[object]], Mapping[str, Mapping[str, Timer]] | Mapping[str, Any]
+]
 
 
 @dataclass(frozen=True)
@@ -34,10 +38,13 @@ def measure_groups(builder: GroupBuilder, settings: Settings, seed: int) -> dict
     """Build and measure every group in this process."""
     keep: list[object] = []
     groups = builder(settings, keep)
-    return {
-        label: measure(timers, settings, seed + i).samples
-        for i, (label, timers) in enumerate(groups.items())
-    }
+    found = {}
+    for i, (label, timers) in enumerate(groups.items()):
+        if all(isinstance(t, OneOff) for t in timers.values()):
+            found[label] = {name: [t.seconds] for name, t in timers.items()}
+        else:
+            found[label] = measure(timers, settings, seed + i).samples
+    return found
 
 
 def timing_samples(case: Case, settings: Settings) -> dict[str, Samples]:

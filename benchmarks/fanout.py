@@ -114,7 +114,7 @@ def dask_executor(workers: int, threads: int) -> Iterator[Executor]:
             threads_per_worker=threads,
             processes=True,
             host="127.0.0.1",
-            dashboard_address=None,
+            dashboard_address=":0",  # any free port: 8787 may be taken
             silence_logs=logging.ERROR,
         ) as cluster,
         Client(cluster) as client,

@@ -49,6 +49,17 @@ cpu_clock = time.thread_time
 
 
 @dataclass(frozen=True)
+class OneOff:
+    """A figure measured once while building a group (say, its setup time).
+
+    A group made of these is not timed again: each worker process contributes
+    one sample per name.
+    """
+
+    seconds: float
+
+
+@dataclass(frozen=True)
 class Settings:
     """How hard to measure."""
 

@@ -35,6 +35,10 @@ def colour(name: str) -> str:
     return "#7f7f7f"
 
 
+def label(value: float) -> str:
+    return f"{value:,.0f}" if value >= 1000 else f"{value:.3g}"
+
+
 def lines(
     path: Path,
     title: str,
@@ -85,7 +89,7 @@ def bars(
         ax.axvline(reference, color="black", linewidth=0.8, linestyle="--")
     for i, name in enumerate(names):
         ax.annotate(
-            f" {values[name]:.3g}",
+            f" {label(values[name])}",
             (values[name], i),
             va="center",
             fontsize="small",

@@ -49,6 +49,10 @@ class CaseResult:
     #: Draws this case's figures into a directory; returns (file name, caption).
     plot: Callable[[Path], list[tuple[str, str]]] | None = None
     figures: list[tuple[str, str]] = field(default_factory=list)
+    #: The 1-minute load average when the case began and ended (other work
+    #: on the machine; 2.0 fills two cores).
+    load: tuple[float, float] | None = None
+    seconds: float = 0.0
 
 
 # -- formatting ---------------------------------------------------------------
@@ -148,8 +152,19 @@ def render_text(result: CaseResult) -> str:
             out.append("  ".join(str(c).ljust(w) for c, w in cells))
     for target in result.targets:
         out.append(f"target: {target.text}: {target.measured} -> {target.verdict}")
+    if result.load is not None:
+        out.append(f"load average: {load_text(result)}")
     out.extend(f"note: {note}" for note in result.notes)
     return "\n".join(out)
+
+
+def load_text(result: CaseResult) -> str:
+    assert result.load is not None
+    start, end = result.load
+    return (
+        f"{result.seconds:.0f} s; 1-minute load average {start:.1f} at the start "
+        f"and {end:.1f} at the end, on {os.cpu_count()} cores"
+    )
 
 
 def markdown_table(headers: list[str], rows: list[list[str]]) -> list[str]:
@@ -193,7 +208,10 @@ def render_markdown(
     ]
     lines += markdown_table(["case", "target", "measured", "verdict"], rows)
     for result in results:
-        lines += ["", f"## {result.title}", "", result.method, ""]
+        lines += ["", f"## {result.title}", "", result.method]
+        if result.load is not None:
+            lines += ["", f"Measured in {load_text(result)}."]
+        lines.append("")
         for name, caption in result.figures:
             lines += [f"![{caption}]({PLOTS_URL}/{name})", ""]
         for table in result.tables:

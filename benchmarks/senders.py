@@ -8,7 +8,7 @@ from typing import Any
 
 from . import plots
 from .cases import Case, register, timing_samples
-from .harness import Samples, Settings, Timer
+from .harness import OneOff, Samples, Settings, Timer, cpu_clock
 from .peers import (
     Sender,
     django_signal,
@@ -17,7 +17,15 @@ from .peers import (
     pydispatcher_timer,
     send_timer,
 )
-from .report import TIMING_HEADERS, CaseResult, Table, Target, timing_rows
+from .report import (
+    TIMING_HEADERS,
+    CaseResult,
+    Table,
+    Target,
+    fmt_ratio,
+    fmt_time,
+    timing_rows,
+)
 
 SENDERS = 10_000
 SENDERS_QUICK = 2_000  # --quick: the same case, smaller, to keep CI fast
@@ -39,6 +47,7 @@ ROWS = (
     "pydispatcher",
 )
 GROUP = "senders"
+SETUP = "connect-all"
 
 NOTES = [
     "Every library but psygnal connects each receiver for its own sender. "
@@ -75,7 +84,9 @@ def make_index_floor(
     return floor
 
 
-def groups(settings: Settings, keep: list[object]) -> dict[str, dict[str, Timer]]:
+def groups(
+    settings: Settings, keep: list[object]
+) -> dict[str, dict[str, Timer | OneOff]]:
     import blinker
     import psygnal
     from pydispatch import dispatcher
@@ -97,16 +108,29 @@ def groups(settings: Settings, keep: list[object]) -> dict[str, dict[str, Timer]
     psy = psygnal.SignalInstance((object, object))
     pyd_signal = object()
     keep += [ours, one, theirs, cached, blink, psy, pyd_signal]
-    for s, r, f in zip(senders, receivers, filtering, strict=True):
-        ours.connect(r, sender=s)
-        theirs.connect(r, sender=s)
-        cached.connect(r, sender=s)
-        blink.connect(r, sender=s)
-        dispatcher.connect(r, signal=pyd_signal, sender=s)
+    pairs = list(zip(senders, receivers, strict=True))
+    connects: dict[str, Callable[[object, Any], Any]] = {
+        "floor": lambda s, r: index.__setitem__(s, (r,)),
+        "concsignals": lambda s, r: ours.connect(r, sender=s),
+        "django": lambda s, r: theirs.connect(r, sender=s),
+        "django (use_caching)": lambda s, r: cached.connect(r, sender=s),
+        "blinker": lambda s, r: blink.connect(r, sender=s),
+        "pydispatcher": lambda s, r: dispatcher.connect(r, signal=pyd_signal, sender=s),
+    }
+    index: dict[object, tuple[Callable[..., Any], ...]] = {}
+    setup = {}
+    for name, connect in connects.items():
+        t0 = cpu_clock()
+        for s, r in pairs:
+            connect(s, r)
+        setup[name] = OneOff(cpu_clock() - t0)
+    t0 = cpu_clock()
+    for f in filtering:
         psy.connect(f)
+    setup["psygnal"] = OneOff(cpu_clock() - t0)
     one.connect(receivers[count // 2], sender=target)
-    index = {s: (r,) for s, r in zip(senders, receivers, strict=True)}
     return {
+        SETUP: setup,
         GROUP: {
             "floor": send_timer(make_index_floor(index, ours), target),
             "concsignals": send_timer(ours.send, target),
@@ -116,12 +140,13 @@ def groups(settings: Settings, keep: list[object]) -> dict[str, dict[str, Timer]
             "blinker": send_timer(blink.send, target),
             "psygnal": emit_timer(psy.emit, target),
             "pydispatcher": pydispatcher_timer(pyd_signal, target),
-        }
+        },
     }
 
 
 def run(settings: Settings) -> CaseResult:
-    samples = timing_samples(CASE, settings)[GROUP]
+    measured = timing_samples(CASE, settings)
+    samples, setup = measured[GROUP], measured[SETUP]
     count = sender_count(settings)
     result = CaseResult(
         name=CASE.name,
@@ -136,6 +161,24 @@ def run(settings: Settings) -> CaseResult:
             f"send to one of {count:,} senders",
             TIMING_HEADERS,
             timing_rows(samples, ROWS),
+        )
+    )
+    setup_rows = [
+        [
+            name,
+            fmt_time(setup.median(name)),
+            fmt_time(setup.median(name) / count),
+            fmt_ratio(setup.ratio(name, "concsignals")),
+        ]
+        for name in ROWS
+        if name != ONE
+    ]
+    result.tables.append(
+        Table(
+            f"setting up: connecting all {count:,} receivers, each for its sender "
+            "(CPU time, once per worker process)",
+            ["library", "median", "per connect", "time ÷ concsignals"],
+            setup_rows,
         )
     )
     r = samples.ratio("concsignals", ONE)
