@@ -34,14 +34,21 @@ receiver is called and nothing blocks while it is held.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import enum
 import logging
 import pickle
 import threading
 import time
-from collections.abc import Sequence
-from concurrent.futures import FIRST_EXCEPTION, CancelledError, Executor, Future
+from collections.abc import Callable, Sequence
+from concurrent.futures import (
+    FIRST_EXCEPTION,
+    CancelledError,
+    Executor,
+    Future,
+    InvalidStateError,
+)
 from concurrent.futures import wait as wait_futures
 from typing import TYPE_CHECKING, Any
 
@@ -369,21 +376,7 @@ def fan_out_here(
     """Run the entries on an in-process executor; outcomes in order."""
     fan = Fanout(len(entries), robust)
     nested = executors.running_on(executor)
-    chain = (*executors.on_pools.get(), executor)
-    calls = []
-    # Each call's context is a copy of the sender's with ``chain`` set in it.
-    token = executors.on_pools.set(chain)
-    try:
-        for i, entry in enumerate(entries):
-            ctx = contextvars.copy_context()
-            args = (fan, i, entry, signal, sender, named)
-            fan.futures.append(executor.submit(ctx.run, call_here, *args))  # type: ignore[arg-type]
-            calls.append((ctx, args))
-    except BaseException:
-        fan.fail()
-        raise
-    finally:
-        executors.on_pools.reset(token)
+    calls = start_here(fan, signal, entries, sender, named, executor)
     try:
         stolen: dict[int, Outcome] = {}
         if nested:
@@ -399,6 +392,36 @@ def fan_out_here(
     except BaseException:
         fan.fail()
         raise
+
+
+Call = tuple[contextvars.Context, tuple[Any, ...]]
+
+
+def start_here(
+    fan: Fanout,
+    signal: Signal,
+    entries: Sequence[Entry],
+    sender: object,
+    named: dict[str, Any],
+    executor: Executor,
+) -> list[Call]:
+    """Submit one call per entry, in order; into ``fan.futures``."""
+    calls: list[Call] = []
+    chain = (*executors.on_pools.get(), executor)
+    # Each call's context is a copy of the sender's with ``chain`` set in it.
+    token = executors.on_pools.set(chain)
+    try:
+        for i, entry in enumerate(entries):
+            ctx = contextvars.copy_context()
+            args = (fan, i, entry, signal, sender, named)
+            fan.futures.append(executor.submit(ctx.run, call_here, *args))  # type: ignore[arg-type]
+            calls.append((ctx, args))
+    except BaseException:
+        fan.fail()
+        raise
+    finally:
+        executors.on_pools.reset(token)
+    return calls
 
 
 def collect_here(
@@ -469,6 +492,34 @@ def fan_out_pickled(
     Every call is pickled before anything is submitted.  ``send``: a call that
     cannot be pickled raises here, before anything was submitted.
     """
+    outcomes, calls, futures = start_pickled(
+        signal, entries, sender, named, executor, robust
+    )
+    try:
+        finished, late = wait_pickled(futures, deadline, robust)
+    except BaseException:
+        for fut in futures:
+            fut.cancel()
+        raise
+    for (slot, r), fut in zip(calls, futures, strict=True):
+        outcomes[slot] = pickled_outcome(r, fut, finished, late)
+    return [out for out in outcomes if out is not None]
+
+
+def start_pickled(
+    signal: Signal,
+    entries: Sequence[Entry],
+    sender: object,
+    named: dict[str, Any],
+    executor: Executor,
+    robust: bool,
+) -> tuple[list[Outcome | None], list[tuple[int, Receiver]], list[Future[Any]]]:
+    """Pickle every call, then submit them in order.
+
+    Returns the outcomes known so far (pickling failures; ``None`` for the
+    submitted calls), the (slot, receiver) of each submitted call, and their
+    futures.
+    """
     outcomes: list[Outcome | None] = []
     calls: list[tuple[int, Receiver, bytes]] = []
     args: bytes | pickle.PicklingError | None = None
@@ -496,14 +547,11 @@ def fan_out_pickled(
             assert isinstance(args, bytes)
             nonce = next(executors.nonces)
             futures.append(executor.submit(executors.call_pickled, blob, args, nonce))
-        finished, late = wait_pickled(futures, deadline, robust)
     except BaseException:
         for fut in futures:
             fut.cancel()
         raise
-    for (slot, r, _), fut in zip(calls, futures, strict=True):
-        outcomes[slot] = pickled_outcome(r, fut, finished, late)
-    return [out for out in outcomes if out is not None]
+    return outcomes, [(slot, r) for slot, r, _ in calls], futures
 
 
 def wait_pickled(
@@ -592,11 +640,14 @@ def submit(
 ) -> Future[Responses]:
     """Start a robust send and return a Future of its results at once.
 
-    The send runs on a thread of :func:`executors.owned_pool`, which waits for
-    ``executor`` (or, with no executor, calls the receivers itself).  Called
-    from a thread that is running on the pool it would wait for, it runs the
-    send right here instead and returns a done Future: waiting for that
-    Future can then never deadlock.
+    On an executor, with no deadline: the calls are submitted here, and the
+    last one to finish resolves the Future; no thread waits.  Otherwise (no
+    executor, a deadline, async receivers) the send runs on a thread of
+    :func:`executors.owned_pool`.  Called from a thread that is running on the
+    pool it would wait for, it runs the send right here instead and returns a
+    done Future: waiting for that Future can then never deadlock.
+
+    Cancelling the Future before it is done stops the calls not yet begun.
     """
     pool = executors.owned_pool()
     if executors.running_on(pool) or (
@@ -605,11 +656,26 @@ def submit(
         done: Future[Responses] = Future()
         done.set_result(run(signal, entries, sender, named, executor, timeout, True))
         return done
-    chain = (*executors.on_pools.get(), pool)
-    ctx = contextvars.copy_context()
-    fut = pool.submit(
-        ctx.run, coordinate, chain, signal, entries, sender, named, executor, timeout
-    )
+    if (
+        executor is not None
+        and timeout is None
+        and not any(e.is_async for e in entries)
+    ):
+        fut = submit_gathered(signal, entries, sender, named, executor)
+    else:
+        chain = (*executors.on_pools.get(), pool)
+        ctx = contextvars.copy_context()
+        fut = pool.submit(
+            ctx.run,
+            coordinate,
+            chain,
+            signal,
+            entries,
+            sender,
+            named,
+            executor,
+            timeout,
+        )
     _in_flight.add(fut)
     fut.add_done_callback(_in_flight.discard)
     return fut
@@ -626,3 +692,76 @@ def coordinate(
 ) -> Responses:
     executors.on_pools.set(chain)
     return run(signal, entries, sender, named, executor, timeout, True)
+
+
+def submit_gathered(
+    signal: Signal,
+    entries: Sequence[Entry],
+    sender: object,
+    named: dict[str, Any],
+    executor: Executor,
+) -> Future[Responses]:
+    """A robust send whose last finishing call resolves the returned Future."""
+    outer: Future[Responses] = Future()
+    finish: Callable[[], list[Outcome]]
+    if executors.in_process(executor):
+        fan = Fanout(len(entries), robust=True)
+        start_here(fan, signal, entries, sender, named, executor)
+        futures: list[Future[Any]] = list(fan.futures)
+
+        def finish() -> list[Outcome]:
+            return [CLOSED if f.cancelled() else f.result() for f in futures]
+
+        def stop() -> None:
+            fan.fail()
+    else:
+        outcomes, calls, futures = start_pickled(
+            signal, entries, sender, named, executor, True
+        )
+
+        def finish() -> list[Outcome]:
+            finished = {f for f in futures if not f.cancelled()}
+            for (slot, r), f in zip(calls, futures, strict=True):
+                err = None if f.cancelled() else f.exception()
+                if err is not None and not isinstance(err, Exception):
+                    raise err
+                outcomes[slot] = pickled_outcome(r, f, finished, set())
+            return [out for out in outcomes if out is not None]
+
+        def stop() -> None:
+            for f in futures:
+                f.cancel()
+
+    def resolve() -> None:
+        try:
+            responses = assemble(signal, finish(), True, None)
+        except BaseException as err:  # handed to whoever waits on the Future
+            with contextlib.suppress(InvalidStateError):
+                outer.set_exception(err)
+            return
+        with contextlib.suppress(InvalidStateError):  # it was cancelled
+            outer.set_result(responses)
+
+    outer.add_done_callback(lambda f: stop() if f.cancelled() else None)
+    when_all_done(futures, resolve)
+    return outer
+
+
+def when_all_done(futures: Sequence[Future[Any]], then: Callable[[], None]) -> None:
+    """Call ``then()`` once, on the thread that finishes the last of ``futures``."""
+    if not futures:
+        then()
+        return
+    # Guards ``left``; held only to count down.
+    lock = threading.Lock()
+    left = [len(futures)]
+
+    def one_done(_: Future[Any]) -> None:
+        with lock:
+            left[0] -= 1
+            last = left[0] == 0
+        if last:
+            then()
+
+    for fut in futures:
+        fut.add_done_callback(one_done)

@@ -219,8 +219,6 @@ def test_base_exceptions_are_never_caught(pool: ThreadPoolExecutor) -> None:
             view.send(Shop)
         with pytest.raises(Stop):
             view.send_robust(Shop)
-    with pytest.raises(Stop):
-        sig.using(pool).submit(Shop).result()
     del halt, r
 
 
@@ -316,6 +314,66 @@ def test_submit_through_a_pool_with_a_timeout(pool: ThreadPoolExecutor) -> None:
     assert result[1] == (fast, "fast")
     assert isinstance(result[0][1], TimeoutError)
     del slow
+
+
+@pytest.mark.timeout(20)
+def test_submit_through_a_pool_resolves_when_the_last_call_finishes(
+    pool: ThreadPoolExecutor, process_pool: Executor
+) -> None:
+    sig = Signal()
+    gate = threading.Event()
+
+    def wait_for_gate(**kw: Any) -> str:
+        assert gate.wait(10)
+        return "opened"
+
+    sig.connect(fail := Fail("x"))
+    sig.connect(wait_for_gate)
+    fut = sig.using(pool).submit(Shop)
+    time.sleep(0.05)
+    assert not fut.done()
+    gate.set()
+    [(r0, err), (r1, opened)] = fut.result(timeout=10)
+    assert (r0, r1, opened) == (fail, wait_for_gate, "opened")
+    assert isinstance(err, ValueError)
+    sig.disconnect(wait_for_gate)  # cannot be pickled: a nested function
+    sig.connect(r := Reply("r", delay=0.05))
+    fut = sig.using(process_pool).submit(Shop)
+    [(r0, err), (r1, value)] = fut.result(timeout=10)
+    assert (r0, r1, value) == (fail, r, "r")
+    assert "fail_deep" in str(err.__cause__)  # the worker's traceback
+    empty = Signal().using(pool).submit(Shop)
+    assert empty.result(timeout=1) == []
+
+
+@pytest.mark.timeout(20)
+def test_cancelling_a_submitted_send_stops_calls_not_begun(
+    one: ThreadPoolExecutor,
+) -> None:
+    sig = Signal()
+    called: list[str] = []
+
+    def record(**kw: Any) -> None:
+        called.append("record")
+
+    sig.connect(slow := Reply("slow", delay=0.2))
+    sig.connect(record)
+    fut = sig.using(one).submit(Shop)
+    assert fut.cancel()
+    one.submit(int).result(timeout=10)  # slow is done and record's turn passed
+    assert called == []
+    del slow
+
+
+def test_a_base_exception_reaches_the_submitted_future(
+    pool: ThreadPoolExecutor,
+) -> None:
+    sig = Signal()
+    sig.connect(halt := Halt())
+    for fut in (sig.using(pool).submit(Shop), sig.submit(Shop)):
+        with pytest.raises(Stop):
+            fut.result(timeout=10)
+    del halt
 
 
 def test_user_executors_are_never_shut_down(pool: ThreadPoolExecutor) -> None:
