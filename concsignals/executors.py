@@ -39,6 +39,27 @@ Flow of one out-of-process call::
 The ``nonce`` makes every call distinct, so executors that deduplicate equal
 calls (dask's ``pure=True`` default) run each call anyway.
 
+Deadlines (``signal.using(executor, timeout=t)``)
+    ``t`` seconds for the whole send.  A receiver still running, or not yet
+    begun, at the deadline gets a ``TimeoutError`` in its slot
+    (``send_robust``) or makes ``send`` raise ``TimeoutError``.  One not begun
+    is never begun afterwards (in-process) or is cancelled if the executor
+    still can (out-of-process).  A running thread cannot be killed: a receiver
+    that overruns the deadline keeps running on its worker, and its result is
+    dropped.  Inline (``using(None, timeout=t)``) the deadline is checked before
+    and after each call: receivers are not called once it has passed, and a
+    call that overran it is reported as timed out (what it raised, if anything,
+    is the ``TimeoutError``'s ``__cause__``); ``send`` stops there.
+
+Nested sends
+    A receiver running on an in-process executor may send through the same
+    executor, even one of a single worker that is busy: a sender that is one of
+    the executor's workers (``running_on``) submits its calls as usual, then
+    runs in its own thread every call that no free worker has taken yet, in
+    connection order, and waits only for calls that are already running.
+    Calls run that way cannot be cut short by a deadline.  ``submit`` made from
+    such a thread runs the send before it returns.
+
 This module also owns the one executor concsignals creates itself: the thread
 pool on which ``submit`` runs sends that have no executor (:func:`owned_pool`).
 It is shut down at interpreter exit.  Executors passed in by users are never
@@ -56,6 +77,7 @@ import os
 import pickle
 import sys
 import threading
+import types
 import weakref
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
@@ -169,7 +191,9 @@ class SignalRef:
 
     * ``str(ref)`` is where the signal lives, e.g. ``"shop.signals.order_paid"``
       (a module-level name, or an attribute of a module-level class), or the
-      signal's ``repr`` when no module holds it;
+      signal's ``repr`` when no module holds it.  It is found by scanning
+      ``sys.modules`` once per signal, at its first out-of-process send (about
+      10 ms with a thousand modules loaded), then cached;
     * ``ref.module`` and ``ref.name`` are those two parts (``None`` if unknown);
     * ``ref.resolve()`` imports the module in the worker and returns *that
       process's* copy of the signal (with that process's connections);
@@ -214,12 +238,10 @@ class SignalRef:
         return (SignalRef, (self.module, self.name, self.description))
 
     def __eq__(self, other: object) -> bool:
+        """Refs are equal if they name the same place (or, unplaced, the same
+        repr); a ref equals the signal it resolves to in this process."""
         if isinstance(other, SignalRef):
-            return (self.module, self.name, self.description) == (
-                other.module,
-                other.name,
-                other.description,
-            ) or (self.module is not None and self._key() == other._key())
+            return self._key() == other._key()
         if self.module is None:
             return NotImplemented
         try:
@@ -227,11 +249,13 @@ class SignalRef:
         except (LookupError, ImportError, AttributeError):
             return False
 
-    def _key(self) -> tuple[str | None, str | None]:
-        return (self.module, self.name)
+    def _key(self) -> tuple[str | None, str | None, str | None]:
+        if self.module is None:
+            return (None, None, self.description)
+        return (self.module, self.name, None)
 
     def __hash__(self) -> int:
-        return hash(self._key() if self.module is not None else self.description)
+        return hash(self._key())
 
     def __str__(self) -> str:
         if self.module is None:
@@ -246,18 +270,30 @@ _refs: weakref.WeakKeyDictionary[object, SignalRef] = weakref.WeakKeyDictionary(
 
 
 def _locate(signal: object) -> tuple[str | None, str | None]:
-    """(module, dotted name) of a module global or class attribute ``is signal``."""
-    for modname, module in list(sys.modules.items()):
+    """(module, dotted name) of a module global or class attribute ``is signal``.
+
+    Only identity checks and ``__dict__`` reads of real modules and classes:
+    no attribute access that could run user code (lazy objects, proxies).
+    """
+    modules = list(sys.modules.items())
+    # A script's globals last: other processes may not import it by that name.
+    modules.sort(key=lambda item: item[0] in ("__main__", "__mp_main__"))
+    for modname, module in modules:
+        if not issubclass(type(module), types.ModuleType):
+            continue
         try:
-            names = list(vars(module).items())
-        except (TypeError, RuntimeError):
+            names = list(module.__dict__.items())
+        except RuntimeError:  # changed size while copied: another thread imports
             continue
         for name, value in names:
             if value is signal:
                 return modname, name
         for name, value in names:
-            if isinstance(value, type) and value.__module__ == modname:
-                for attr, inner in list(vars(value).items()):
+            if (
+                issubclass(type(value), type)
+                and value.__dict__.get("__module__") == modname
+            ):
+                for attr, inner in list(value.__dict__.items()):
                     if inner is signal:
                         return modname, f"{name}.{attr}"
     return None, None
