@@ -338,8 +338,7 @@ def test_a_dead_senders_receivers_never_reach_an_object_that_reuses_its_id():
     s = Sender()
     sig.connect(r, sender=s)
     old_id = id(s)
-    del s
-    gc.collect()
+    del s  # freed at once: no cycle
     newcomer = new_object_reusing_id(Sender, old_id)
     assert sig.send(sender=newcomer) == []
     assert not sig.has_listeners(newcomer)
@@ -356,7 +355,6 @@ def test_id_reuse_is_safe_even_before_the_death_is_noticed():
     sig.connect(r, sender=s)
     old_id = id(s)
     del s
-    gc.collect()
     sig._notice.pending = False  # as if the weakref callback had not run yet
     newcomer = new_object_reusing_id(Sender, old_id)
     assert sig.send(sender=newcomer) == []

@@ -16,6 +16,7 @@ any sender.
 from __future__ import annotations
 
 import gc
+import logging
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -75,6 +76,9 @@ class Conn:
 class SignalMachine(RuleBasedStateMachine):
     @initialize()
     def setup(self) -> None:
+        # A captured log record keeps its traceback, whose frames keep the
+        # receivers alive: the model's lifetimes would not hold.
+        logging.getLogger("concsignals").disabled = True
         self.sig = Signal()
         self.generation = 0
         self.targets: list[Target | None] = []
@@ -224,6 +228,9 @@ class SignalMachine(RuleBasedStateMachine):
     @rule()
     def collect(self) -> None:
         gc.collect()
+
+    def teardown(self) -> None:
+        logging.getLogger("concsignals").disabled = False
 
     # -- invariants ----------------------------------------------------------
 
