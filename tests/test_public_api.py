@@ -1,0 +1,54 @@
+"""The public surface, pinned: a change here is a change of the contract."""
+
+from __future__ import annotations
+
+import inspect
+
+import concsignals
+
+
+def test_all_is_pinned():
+    assert sorted(concsignals.__all__) == [
+        "Signal",
+        "SignalRef",
+        "SignalView",
+        "receiver",
+    ]
+    for name in concsignals.__all__:
+        assert getattr(concsignals, name).__module__.startswith("concsignals.")
+
+
+def test_django_signatures():
+    sig = inspect.signature
+    S = concsignals.Signal
+    params = sig(S).parameters
+    assert list(params) == ["use_caching", "executor"]
+    assert params["use_caching"].default is False
+    assert params["executor"].kind is inspect.Parameter.KEYWORD_ONLY
+    assert params["executor"].default is None
+    assert list(sig(S.connect).parameters) == [
+        "self",
+        "receiver",
+        "sender",
+        "weak",
+        "dispatch_uid",
+    ]
+    assert list(sig(S.disconnect).parameters) == [
+        "self",
+        "receiver",
+        "sender",
+        "dispatch_uid",
+    ]
+    assert list(sig(S.has_listeners).parameters) == ["self", "sender"]
+    for name in ("send", "send_robust", "asend", "asend_robust", "submit"):
+        params = sig(getattr(S, name)).parameters
+        assert list(params) == ["self", "sender", "named"], name
+        assert params["self"].kind is inspect.Parameter.POSITIONAL_ONLY, name
+        assert params["named"].kind is inspect.Parameter.VAR_KEYWORD, name
+    assert list(sig(concsignals.receiver).parameters) == ["signal", "connect_kwargs"]
+
+
+def test_the_package_is_typed():
+    from importlib.resources import files
+
+    assert files("concsignals").joinpath("py.typed").is_file()
