@@ -11,8 +11,10 @@ blocks run by ``sphinx.ext.doctest``.  Nothing here needs the network.
 
 from __future__ import annotations
 
+import ast
 import doctest
 import importlib
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -99,5 +101,54 @@ def _check_public_names(app: Any, env: Any) -> None:
             )
 
 
+# -- the tests and stress scenarios the guarantees page names exist ------------
+
+_ROOT = Path(__file__).resolve().parent.parent
+_TEST_REF = re.compile(r"`(tests/[\w/]+\.py)::(\w+)`|`((?:test_|Test)\w+)`")
+_HYPHENATED = re.compile(r"`([a-z0-9]+(?:-[a-z0-9]+)+)`")
+
+
+def _names_in(path: Path) -> set[str]:
+    """The module-level functions, classes and assigned names of ``path``."""
+    names: set[str] = set()
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    return names
+
+
+def _check_proofs(app: Any, docname: str, source: list[str]) -> None:
+    """Warn if ``guarantees.md`` names a test or stress scenario that is gone.
+
+    A bare ``test_...`` name belongs to the last ``tests/FILE::`` named before
+    it.  Hyphenated names must be stress scenarios or self-test dispatchers.
+    """
+    if docname != "guarantees":
+        return
+    from sphinx.util import logging as sphinx_logging
+
+    log = sphinx_logging.getLogger(__name__)
+    from stress.broken import BROKEN
+    from stress.scenarios import BY_NAME
+
+    current: Path | None = None
+    for m in _TEST_REF.finditer(source[0]):
+        if m.group(1):
+            current, name = _ROOT / m.group(1), m.group(2)
+        else:
+            name = m.group(3)
+        if current is None or not current.exists():
+            log.warning("guarantees.md: %s names a missing test file", name)
+        elif name not in _names_in(current):
+            log.warning("guarantees.md: no test %s in %s", name, current.name)
+    known = set(BY_NAME) | set(BROKEN)
+    for m in _HYPHENATED.finditer(source[0]):
+        if m.group(1) not in known:
+            log.warning("guarantees.md: no stress scenario %s", m.group(1))
+
+
 def setup(app: Any) -> None:
     app.connect("env-check-consistency", _check_public_names)
+    app.connect("source-read", _check_proofs)
