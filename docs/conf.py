@@ -54,19 +54,17 @@ autodoc_default_options = {"members": True, "undoc-members": False}
 
 # -- doctest ------------------------------------------------------------------
 
-# Every example starts from a clean logging setup and imports the package, so
-# a page can be read (and run) from any of its examples.
+# The examples import what they use themselves, so each page can be copied
+# from; the global setup only keeps the log quiet.
 doctest_global_setup = """
-import logging
-import concsignals
-from concsignals import Signal, SignalView, receiver
+import logging as _logging
 
 # send_robust logs each failure on "concsignals" with its traceback; keep the
 # doctest output clean.  Examples that show the log attach their own handler.
-_concsignals_log = logging.getLogger("concsignals")
-_concsignals_log.propagate = False
-if not any(isinstance(h, logging.NullHandler) for h in _concsignals_log.handlers):
-    _concsignals_log.addHandler(logging.NullHandler())
+_log = _logging.getLogger("concsignals")
+_log.propagate = False
+if not any(isinstance(h, _logging.NullHandler) for h in _log.handlers):
+    _log.addHandler(_logging.NullHandler())
 """
 doctest_default_flags = (
     doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE | doctest.DONT_ACCEPT_TRUE_FOR_1
