@@ -1,10 +1,11 @@
 """Is memory flat?  Sampling and a leak verdict that shrugs off noise.
 
 What is measured: ``sys.getallocatedblocks()``, the number of memory blocks
-the interpreter has allocated right now.  It is cheap (no tracing, so it does
-not slow the run down) and counts exactly the small objects a dispatcher leaks
-(weak references, tuples, dicts, finalizers).  Where it is not available
-(it returns 0 on some implementations) ``tracemalloc`` is used instead.
+the interpreter has allocated right now, just after a ``gc.collect()`` (every
+100 ms), so that garbage waiting for the collector is not counted.  It needs
+no tracing and counts exactly the small objects a dispatcher leaks (weak
+references, tuples, dicts, finalizers).  Where it is not available (it
+returns 0 on some implementations) ``tracemalloc`` is used instead.
 
 The verdict
 -----------
@@ -40,23 +41,22 @@ class MemorySampler:
     floor_blocks = 15_000
     per_write = 0.05
 
-    def __init__(self, collect: bool = False) -> None:
-        #: Run the garbage collector before each sample (for scenarios whose
-        #: garbage is cyclic: the sample is then the live data alone).
-        self.collect = collect
+    def __init__(self) -> None:
         self._use_tracemalloc = sys.getallocatedblocks() == 0
         if self._use_tracemalloc and not tracemalloc.is_tracing():
             tracemalloc.start()
         self.samples: list[tuple[float, int]] = []
-        self._every = 0.05
+        self._every = 0.1
         self._next = 0.0
 
     def sample(self, elapsed: float) -> None:
         if elapsed < self._next:
             return
         self._next = elapsed + self._every
-        if self.collect:
-            gc.collect()
+        # Cyclic garbage (a robust send's exceptions and their tracebacks, for
+        # one) waits in the oldest generation for a full collection; collect it
+        # so that the sample is the live data alone.
+        gc.collect()
         if self._use_tracemalloc:
             # Bytes; divided by 64 to be on the scale of blocks.
             value = tracemalloc.get_traced_memory()[0] // 64
@@ -69,7 +69,7 @@ class MemorySampler:
         if self._use_tracemalloc:
             tracemalloc.stop()
         kept = self.samples[len(self.samples) // 3 :]
-        if len(kept) < 8:
+        if len(kept) < 6:
             return {"leak": False, "summary": "too few samples to judge"}
         growth = _fitted_rise(kept)
         quarter = max(len(kept) // 4, 2)

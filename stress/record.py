@@ -374,8 +374,11 @@ def check_send(
         if id(rec) not in seen and _connected_throughout(rec, sender, ctx):
             v.add(
                 "missing",
-                f"{rec!r} was connected for the whole send but not called "
-                f"(connected {rec.connect_ret} < {ctx.s0}..{ctx.s1})",
+                f"{rec!r} was connected for the whole send {ctx.s0}..{ctx.s1} "
+                f"but not called (connected at {rec.connect_ret}; "
+                f"{'bound method' if rec.bound else 'object'}, for "
+                f"{'any sender' if rec.target is None else sender!r}; "
+                f"{len(results)} others were)",
             )
 
 

@@ -176,7 +176,7 @@ def run_scenario(
     run = Run(scenario.name, factory, opts)
     # A process pool's pipes and pickling buffers swamp the signal's memory.
     judged = scenario.memory and opts.executor != "processes"
-    sampler = MemorySampler(scenario.cyclic) if judged else None
+    sampler = MemorySampler() if judged else None
     old_interval = sys.getswitchinterval()
     # Probes raise on purpose; send_robust would log every one of them.
     quiet = logging.getLogger("concsignals")

@@ -97,6 +97,7 @@ def do_send(
         error = err
     ctx.s1 = tick()
     check_send(ctx, board.records, sender, results, error, robust=robust)
+    error = None  # break the cycle error -> traceback -> this frame -> error
 
 
 async def do_asend(
@@ -117,6 +118,7 @@ async def do_asend(
         error = err
     ctx.s1 = tick()
     check_send(ctx, board.records, sender, results, error, robust=robust)
+    error = None  # break the cycle error -> traceback -> this frame -> error
 
 
 # -- writing --------------------------------------------------------------------
@@ -185,7 +187,6 @@ class Scenario:
     title = ""
     core = True  # uses only the core API (beyond what --executor asks for)
     memory = True  # memory is sampled and must stay flat
-    cyclic = False  # its garbage is cyclic: collect before each memory sample
 
     def skip_reason(self, factory: SignalFactory, opts: Options) -> str:
         return path_skip_reason(factory, opts.executor)
@@ -305,7 +306,6 @@ def collect_sometimes(probe: Probe, signal: Any, sender: object, ctx: Any) -> No
 class WeakReceiversDying(Scenario):
     name = "weak-receivers-dying"
     title = "receivers in reference cycles collected by gc mid-send, under churn"
-    cyclic = True
 
     def setup(self, run: Run) -> None:
         signal = run.factory()
@@ -477,11 +477,27 @@ class SenderChurn(Scenario):
 
     def finish(self, run: Run) -> None:
         gc.collect()
-        alive = sum(1 for ref in run.state["senders"] if ref() is not None)
+        refs = run.state["senders"]
+        alive = sum(1 for ref in refs if ref() is not None)
         if alive:
+            first = next(s for ref in refs if (s := ref()) is not None)
             run.violations.add(
-                "sender kept alive", f"{alive} dead senders still alive after gc"
+                "sender kept alive",
+                f"{alive} dead senders still alive after gc; the first is "
+                f"held by {held_by(first)}",
             )
+
+
+def held_by(obj: object) -> str:
+    """What refers to ``obj`` (for a violation's message)."""
+    names = []
+    for ref in gc.get_referrers(obj):
+        name = type(ref).__qualname__
+        code = getattr(ref, "f_code", None)
+        if code is not None:
+            name += f" {code.co_qualname} ({code.co_filename}:{ref.f_lineno})"
+        names.append(name)
+    return ", ".join(names[:6]) or "nothing visible to gc"
 
 
 class ParallelFanout(Scenario):
