@@ -203,15 +203,15 @@ class Signal:
         before its call begins is skipped.
         """
         snap = self._snapshot
-        if self._executor is not None or snap.has_async:
-            return _dispatch.run(self, snap.lookup(sender), sender, named)
         if sender is None or not snap.routes:
             entries = snap.anyone
         else:
             entries = snap.lookup(sender)
-        responses: Responses = []
         if not entries:
-            return responses
+            return []
+        if self._executor is not None or snap.has_async:
+            return _dispatch.run(self, entries, sender, named)
+        responses: Responses = []
         # The hot loop.  entry.get() is the disconnect-and-liveness check and
         # runs immediately before each call (see _snapshot.py).
         for entry in entries:
