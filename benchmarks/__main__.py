@@ -86,6 +86,8 @@ def main(argv: list[str]) -> int:
     plots_dir = out / "_static" / "benchmarks"
     plots_dir.mkdir(parents=True, exist_ok=True)
 
+    if args.quick:
+        print("quick run: a smoke test; its figures are too short to publish\n")
     started = datetime.datetime.now(datetime.UTC)
     t0 = time.perf_counter()
     results = []

@@ -33,7 +33,9 @@ FOOTNOTES = {
     "receivers are adapted to `r(sender, payload)` (positional). `emit` returns "
     "no results, so psygnal does less work than the others. psygnal has no "
     "`weak=` option: functions are always held strongly, so its weak and "
-    "strong rows measure the same thing.",
+    "strong rows measure the same thing. The installed psygnal is compiled "
+    "with mypyc (its modules are C extensions), the other libraries are pure "
+    "Python.",
     "pydispatcher": "pydispatcher: the module-level `dispatcher.connect/send` "
     "with a fresh signal object per group; it inspects each receiver's "
     "signature and passes the arguments the receiver accepts (here: all).",

@@ -153,7 +153,7 @@ def render_text(result: CaseResult) -> str:
     for target in result.targets:
         out.append(f"target: {target.text}: {target.measured} -> {target.verdict}")
     if result.load is not None:
-        out.append(f"load average: {load_text(result)}")
+        out.append(f"measured in {load_text(result)}")
     out.extend(f"note: {note}" for note in result.notes)
     return "\n".join(out)
 
@@ -225,17 +225,24 @@ def render_markdown(
 
 
 HOW = """\
-The harness is in `benchmarks/harness.py`; it is an in-process harness in the
-spirit of pyperf rather than pyperf's own `Runner`. pyperf measures one
-benchmark after another, each in its own processes; on a shared machine the
-load drifts between them, and it is the *ratios* between libraries this page
-is about. So within a group of timers (one receiver count, say), every library
-is sampled once per round in a freshly shuffled order, and each ratio is the
-median of the per-round ratios of paired samples. Loop counts are calibrated
-(doubled until a sample lasts the minimum time), each process warms every
-timer up before measuring, and the timing cases run in several fresh worker
-processes whose rounds are pooled. "median" and "best" are per operation;
-"spread" is half the interquartile range, relative to the median. The garbage
-collector stays on: collecting what a send allocates is part of its cost.
-Timings include the benchmark's own loop (a few ns per operation), the same
-for every library."""
+The harness is in `benchmarks/harness.py`. It is an in-process harness in
+the spirit of pyperf rather than pyperf's own `Runner`: pyperf measures one
+benchmark after another, each in its own processes, and on a shared machine
+the load drifts between them -- while it is the *ratios* between libraries
+this page is about. So within a group of timers (one receiver count, say),
+every library is sampled once per round, in a freshly shuffled order, and each
+ratio is the median of the per-round ratios of paired samples. Loop counts are
+calibrated (doubled until a sample lasts the minimum time); each process warms
+every timer up before measuring; the timing cases (1, 2, 3, the overhead part
+of 5, and 6) run in several fresh worker processes whose rounds are pooled.
+"median" and "best" are per operation; "spread" is half the interquartile
+range, relative to the median.
+
+Single-threaded timing loops (cases 1, 2, 3 and the first table of 6) read
+the thread's CPU time (`time.thread_time`), not the wall clock: the machine
+is shared, and time this process spends descheduled while another process runs
+is no library's cost. Everything where waiting is the point -- contention,
+fan-out on threads, processes and dask, sleeping receivers -- is wall time,
+and is affected by the load shown under each case. The garbage collector stays
+on: collecting what a send allocates is part of its cost. Timings include the
+benchmark's own loop (a few ns per operation), the same for every library."""
