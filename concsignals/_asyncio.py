@@ -357,7 +357,10 @@ def _start(
         runner = loop.run_in_executor(
             None, _run_in_order, in_order, signal, sender, named, robust
         )
-        _hold(runner)
+        # Not held: the executor holds the job, and the send waits for the
+        # receivers' own futures.  The loop may close before it hears that
+        # the job ended (a private loop of ``send``): it must not wait for it.
+        runner.add_done_callback(_release)
 
 
 def _pickle_calls(

@@ -1200,3 +1200,149 @@ def test_concurrent_asends_from_many_threads_while_receivers_churn(fast_switchin
     for t in writers:
         t.join()
     assert errors == []
+
+
+# -- executors: nested sends, processes, deadlines of the sync send -------------------
+
+
+# A deadlock cannot be interrupted from inside: on timeout, end the process.
+@pytest.mark.timeout(20, method="thread")
+def test_a_nested_mixed_send_through_a_busy_one_worker_pool_finishes():
+    """The only worker runs a receiver that sends, through the same pool, a
+    signal with async receivers: its sync receivers must run right there."""
+    pool = ThreadPoolExecutor(1)
+    inner = Signal(executor=pool)
+    threads: list[tuple[str, int]] = []
+
+    def inner_sync(sender: object, **kwargs: Any) -> str:
+        threads.append(("inner", threading.get_ident()))
+        return "inner sync"
+
+    inner_rs = [async_r("inner async"), inner_sync]
+    for r in inner_rs:
+        inner.connect(r)
+
+    def nested(sender: object, **kwargs: Any) -> Any:
+        threads.append(("outer", threading.get_ident()))
+        return [v for _, v in inner.send(sender=None)]
+
+    def nested_asend(sender: object, **kwargs: Any) -> Any:
+        result = asyncio.run(inner.asend_robust(sender=None))
+        return [v for _, v in result]
+
+    outer = Signal(executor=pool)
+    outer.connect(nested)
+    outer.connect(nested_asend)
+
+    async def main() -> Any:
+        return await outer.asend(sender=None)
+
+    try:
+        result = run_clean(main)
+    finally:
+        pool.shutdown(wait=False)
+    expected = ["inner async", "inner sync"]
+    assert result == [(nested, expected), (nested_asend, expected)]
+    # The nested sync send called its sync receiver right in the busy worker.
+    assert threads[0][1] == threads[1][1]
+
+
+@pytest.mark.timeout(60)
+def test_asend_on_a_process_pool_refuses_unpicklable_calls_before_starting(
+    process_pool,
+):
+    from tests.receivers import Reply
+
+    sig = Signal(executor=process_pool)
+    started: list[str] = []
+
+    async def first(sender: object, **kwargs: Any) -> str:
+        started.append("first")
+        return "first"
+
+    unpicklable = sync_r("local function")  # a closure: cannot be pickled
+    rs = [first, Reply("remote"), unpicklable]
+    for r in rs:
+        sig.connect(r, weak=False)
+
+    async def main() -> Any:
+        with pytest.raises(Exception, match="cannot be pickled"):
+            await sig.asend(sender=None)
+        assert started == []  # nothing began: the send failed at hand-off
+        logging.getLogger("concsignals").disabled = True
+        try:
+            return await sig.asend_robust(sender=None)
+        finally:
+            logging.getLogger("concsignals").disabled = False
+
+    result = run_clean(main)
+    assert [r for r, _ in result] == rs  # the local receiver objects
+    assert [v for _, v in result[:2]] == ["first", "remote"]
+    assert "local function" in str(result[2][1])
+    assert "cannot be pickled" in str(result[2][1])
+
+
+def test_sync_send_deadline_times_out_unfinished_async_receivers():
+    sig = Signal()
+    cancelled: list[str] = []
+
+    async def slow(sender: object, **kwargs: Any) -> None:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            cancelled.append("slow")
+            raise
+
+    rs = [slow, sync_r("s"), async_r("quick")]
+    for r in rs:
+        sig.connect(r, weak=False)
+    logging.getLogger("concsignals").disabled = True
+    try:
+        result = sig.using(None, timeout=0.05).send_robust(sender=None)
+    finally:
+        logging.getLogger("concsignals").disabled = False
+    assert [r for r, _ in result] == rs
+    assert isinstance(result[0][1], TimeoutError)
+    assert "did not finish" in str(result[0][1])
+    assert [v for _, v in result[1:]] == ["s", "quick"]
+    assert cancelled == ["slow"]
+    with pytest.raises(TimeoutError, match="slow"):
+        sig.using(None, timeout=0.05).send(sender=None)
+
+
+def test_sync_send_deadline_checked_around_inline_calls():
+    sig = Signal()
+    log: list[str] = []
+
+    def overruns(sender: object, **kwargs: Any) -> str:
+        time.sleep(0.1)
+        return "late"
+
+    rs = [overruns, async_r("after", log)]
+    for r in rs:
+        sig.connect(r, weak=False)
+    logging.getLogger("concsignals").disabled = True
+    try:
+        result = sig.using(None, timeout=0.05).send_robust(sender=None)
+    finally:
+        logging.getLogger("concsignals").disabled = False
+    assert [r for r, _ in result] == rs
+    assert "did not finish" in str(result[0][1])
+    assert "was not started" in str(result[1][1])
+    assert log == []  # not begun after the deadline
+
+
+def test_nothing_stays_in_flight_when_the_loop_closes_right_after_asend(
+    fast_switching,
+):
+    sig = Signal()
+    sig.connect(sync_r("s"), weak=False)
+    sig.connect(async_r("a"), weak=False)
+    for _ in range(50):
+        loop = asyncio.new_event_loop()
+        try:
+            result = loop.run_until_complete(sig.asend(sender=None))
+            assert [v for _, v in result] == ["s", "a"]
+        finally:
+            loop.close()  # without waiting for the default executor
+    assert casync._in_flight == set()
