@@ -38,7 +38,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="total time budget, split evenly across the scenarios that run "
         "(default 20); with --self-test, the time for each single run (default 1.5)",
     )
-    p.add_argument("--threads", type=int, default=8, help="threads per scenario")
+    p.add_argument(
+        "--threads", type=int, default=8, help="threads per scenario (at least 2)"
+    )
     p.add_argument(
         "--scenario",
         action="append",
