@@ -413,26 +413,29 @@ async def _settle(
     deadline: float | None,
     robust: bool,
 ) -> None:
-    """Wait until every slot has its outcome, stopping early on a failure.
+    """Wait until every slot has its outcome, stopping early on a failure
+    (``asend``) or on a ``BaseException`` that is not an ``Exception`` (both).
 
     On return every slot is finished, stopped, or timed out, and no task of the
     send is running.  If the caller is cancelled, the tasks are cancelled and
     awaited first.
     """
     waiting = {s.future: s for s in slots if s.future is not None}
-    failed = not robust and any(s.error is not None or s.timed_out for s in slots)
+    stop = any(
+        _stops(s.failure(), robust) or (s.timed_out and not robust) for s in slots
+    )
     try:
         pending = set(waiting)
-        if pending and not failed:
+        while pending and not stop:
             done, pending = await asyncio.wait(
                 pending,
                 timeout=_remaining(loop, deadline),
-                return_when=(
-                    asyncio.ALL_COMPLETED if robust else asyncio.FIRST_EXCEPTION
-                ),
+                return_when=asyncio.FIRST_EXCEPTION,
             )
-            failed = not robust and any(waiting[f].failure() is not None for f in done)
-        if pending and failed:
+            if not done:
+                break  # the deadline
+            stop = any(_stops(waiting[f].failure(), robust) for f in done)
+        if pending and stop:
             for fut in pending:
                 waiting[fut].stop()
             _, pending = await asyncio.wait(pending, timeout=_remaining(loop, deadline))
@@ -445,6 +448,13 @@ async def _settle(
             fut.cancel()
         await _finish_tasks(waiting)
         raise
+
+
+def _stops(failure: BaseException | None, robust: bool) -> bool:
+    """Whether a call that raised ``failure`` ends the send early."""
+    if failure is None:
+        return False
+    return not robust or not isinstance(failure, Exception)
 
 
 async def _finish_tasks(futures: Iterable[asyncio.Future[Any]]) -> None:

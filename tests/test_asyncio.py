@@ -1346,3 +1346,35 @@ def test_nothing_stays_in_flight_when_the_loop_closes_right_after_asend(
         finally:
             loop.close()  # without waiting for the default executor
     assert casync._in_flight == set()
+
+
+@pytest.mark.parametrize("kind", ["async", "sync"])
+def test_a_base_exception_ends_asend_robust_at_once(kind):
+    sig = Signal()
+    cancelled: list[str] = []
+
+    async def slow(sender: object, **kwargs: Any) -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.append("slow")
+            raise
+
+    async def async_fatal(sender: object, **kwargs: Any) -> None:
+        await asyncio.sleep(0.01)
+        raise Fatal
+
+    def sync_fatal(sender: object, **kwargs: Any) -> None:
+        time.sleep(0.01)
+        raise Fatal
+
+    sig.connect(slow)
+    sig.connect(async_fatal if kind == "async" else sync_fatal)
+
+    async def main() -> None:
+        with pytest.raises(Fatal):
+            # Not waiting for slow: it is cancelled once Fatal is seen.
+            await asyncio.wait_for(sig.asend_robust(sender=None), 10)
+        assert cancelled == ["slow"]
+
+    run_clean(main)
