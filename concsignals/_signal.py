@@ -11,15 +11,21 @@ Locking rules
 one-way ``Entry.get -> DEAD`` transition of a disconnected entry.  Nothing
 else.  While it is held:
 
-* no user code runs: receivers are inspected (``callable``, signature,
+* no user code is called: receivers are inspected (``callable``, signature,
   ``hasattr``) and weak references are made before it is taken, and no
   receiver is called;
 * nothing blocks but the lock itself.
 
-Weak-reference callbacks never take it (``DeathNotice`` only sets a flag);
-readers only ever *try* it (``blocking=False``) to prune dead entries, so a
-send made from a ``__del__`` while this thread is inside ``connect`` cannot
-deadlock.
+One exception no library can rule out: an allocation may start the garbage
+collector, which may run a user's ``__del__`` right here, and that ``__del__``
+may connect or disconnect on this very signal.  So the lock is reentrant, and
+every writer publishes with :meth:`Signal._publish_locked`, which refuses if
+the snapshot changed under it; the writer then rebuilds on the new snapshot.
+The nested write is neither deadlocked nor lost.
+
+Weak-reference callbacks never take the lock (``DeathNotice`` only sets a
+flag); readers only ever *try* it (``blocking=False``) to prune dead entries,
+so a send never waits for a writer.
 """
 
 from __future__ import annotations
@@ -69,8 +75,9 @@ class Signal:
         self._executor = executor
         # Guards replacing _snapshot and marking entries DEAD; see the module
         # docstring.  Readers read _snapshot without it: one attribute read of
-        # an immutable object.
-        self._lock = threading.Lock()
+        # an immutable object.  Reentrant for the garbage collector's sake
+        # only: see _publish_locked.
+        self._lock = threading.RLock()
         self._snapshot: Snapshot = EMPTY
         # Set by weak-reference callbacks (any thread, inside the GC); read and
         # cleared by writers under _lock.
@@ -102,19 +109,22 @@ class Signal:
         get = receiver_getter(receiver, weak, self._notice)
         key = _lookup_key(receiver, sender, dispatch_uid)
         with self._lock:
-            snap = self._fresh_locked(sender)
-            existing = snap.by_key.get(key)
-            if existing is not None:
-                if existing.is_live():
+            while True:  # again if a finalizer wrote meanwhile: see _publish_locked
+                snap = base = self._fresh_locked(sender)
+                existing = snap.by_key.get(key)
+                if existing is not None:
+                    if existing.is_live():
+                        return
+                    snap = snap.without(existing)  # dead; its id() was reused
+                sender_get = None
+                if sender is not None:
+                    route = snap.routes.get(key[1])
+                    sender_get = sender_getter(sender, route, self._notice)
+                entry = Entry(key, get, sender_get, weak=weak, is_async=is_async)
+                if self._publish_locked(base, snap.with_entry(entry)):
+                    if existing is not None:
+                        existing.get = DEAD
                     return
-                existing.get = DEAD  # a dead one whose id() was reused
-                snap = snap.without(existing)
-            sender_get = None
-            if sender is not None:
-                route = snap.routes.get(key[1])
-                sender_get = sender_getter(sender, route, self._notice)
-            entry = Entry(key, get, sender_get, weak=weak, is_async=is_async)
-            self._snapshot = snap.with_entry(entry)
 
     def disconnect(
         self,
@@ -130,16 +140,33 @@ class Signal:
         """
         key = _lookup_key(receiver, sender, dispatch_uid)
         with self._lock:
-            snap = self._fresh_locked(sender)
-            entry = snap.by_key.get(key)
-            if entry is None:
-                return False
-            if not entry.is_live():
-                self._prune_locked()
-                return False
-            entry.get = DEAD
-            self._snapshot = snap.without(entry)
-            return True
+            while True:  # again if a finalizer wrote meanwhile: see _publish_locked
+                snap = self._fresh_locked(sender)
+                entry = snap.by_key.get(key)
+                if entry is None:
+                    return False
+                if not entry.is_live():
+                    self._prune_locked()
+                    return False
+                if self._publish_locked(snap, snap.without(entry)):
+                    entry.get = DEAD
+                    return True
+
+    def _publish_locked(self, base: Snapshot, new: Snapshot) -> bool:
+        """Publish ``new``, built from ``base``, unless a nested write came first.
+
+        Building a snapshot allocates, an allocation may run the garbage
+        collector, and the collector may run a user's ``__del__`` that connects
+        or disconnects on this signal, in this thread, while we hold the
+        (reentrant) lock.  That nested write completes; then ``_snapshot`` is
+        no longer ``base`` and the caller must rebuild on top of it rather
+        than lose it.  The check and the store allocate nothing, so no
+        collection can slip between them.
+        """
+        if self._snapshot is not base:
+            return False
+        self._snapshot = new
+        return True
 
     def _fresh_locked(self, sender: object) -> Snapshot:
         """The current snapshot, pruned of dead entries if any died.
@@ -157,16 +184,19 @@ class Signal:
         return self._prune_locked()
 
     def _prune_locked(self) -> Snapshot:
-        # Clear the flag first: a death during the scan sets it again.
-        self._notice.pending = False
-        snap = self._snapshot
-        live = [e for e in snap.entries if e.is_live()]
-        if len(live) != len(snap.entries):
-            for entry in snap.entries:
-                if not entry.is_live():
-                    entry.get = DEAD
-            snap = self._snapshot = build(live)
-        return snap
+        while True:
+            # Clear the flag first: a death during the scan sets it again.
+            self._notice.pending = False
+            snap = self._snapshot
+            live = [e for e in snap.entries if e.is_live()]
+            if len(live) == len(snap.entries):
+                return snap
+            pruned = build(live)
+            if self._publish_locked(snap, pruned):
+                for entry in snap.entries:
+                    if not entry.is_live():
+                        entry.get = DEAD
+                return pruned
 
     def _collect_dead(self) -> None:
         """Prune dead entries if the lock is free right now; never blocks."""

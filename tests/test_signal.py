@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import threading
 import weakref
 from typing import Any
 
@@ -435,16 +436,89 @@ def test_a_send_prunes_dead_entries_when_the_lock_is_free():
 
 
 def test_the_death_of_a_weak_receiver_never_blocks_on_the_writer_lock():
-    """Weak-reference callbacks may run while this very thread holds the lock."""
+    """Weak-reference callbacks may run while another thread is mid-write."""
     sig = Signal()
     r = make_receiver("r")
     sig.connect(r)
-    with sig._lock:  # a writer is mid-update in this thread...
-        del r  # ...when the receiver dies: its callback must not take the lock.
+    holding, release = threading.Event(), threading.Event()
+
+    def writer_mid_update() -> None:
+        with sig._lock:
+            holding.set()
+            release.wait(30)
+
+    t = threading.Thread(target=writer_mid_update)
+    t.start()
+    try:
+        assert holding.wait(10)
+        del r  # the receiver dies in this thread: its callback must not block
         gc.collect()
-        assert sig.send(sender=None) == []  # a send here must not block either
+        assert sig.send(sender=None) == []  # nor may a send, or a read
         assert sig.receivers == []
-    assert sig._snapshot.entries == () or sig.receivers == []
+        assert not sig.has_listeners()
+    finally:
+        release.set()
+        t.join(10)
+    sig.connect(make_receiver("later"), weak=False)  # the next write prunes
+    assert [t for _, t in sig.send(sender=None)] == ["later"]
+
+
+def test_a_del_that_writes_from_inside_disconnect_does_not_deadlock():
+    """Disconnecting the last holder of a strong receiver frees it under the
+    writer lock; its __del__ then writes to the same signal, in this thread."""
+    sig = Signal()
+    late = make_receiver("late")
+
+    class Owner:
+        def __call__(self, sender: object, **kwargs: Any) -> str:
+            return "owner"
+
+        def __del__(self) -> None:
+            sig.connect(late, weak=False)
+
+    sig.connect(Owner(), weak=False, dispatch_uid="owner")  # only the signal holds it
+    assert [t for _, t in sig.send(sender=None)] == ["owner"]
+    assert sig.disconnect(dispatch_uid="owner")
+    assert sig.send(sender=None) == [(late, "late")]
+
+
+def test_a_write_by_the_garbage_collector_during_a_write_is_not_lost():
+    """The collector may run user code (here a gc callback, as a __del__ of
+    cyclic garbage would) while this thread is mid-connect, under the lock."""
+    sig = Signal()
+    nested = make_receiver("nested")
+    armed = [True]
+    errors: list[BaseException] = []
+
+    def lock_is_held() -> bool:
+        lock = sig._lock
+        return lock._is_owned() if hasattr(lock, "_is_owned") else lock.locked()
+
+    def during_collection(phase: str, info: dict[str, int]) -> None:
+        if phase == "start" and armed[0] and lock_is_held():
+            armed[0] = False
+            try:
+                sig.connect(nested, weak=False)
+            except BaseException as err:
+                errors.append(err)
+
+    outer = [make_receiver(("outer", i)) for i in range(200)]
+    old = gc.get_threshold()
+    gc.callbacks.append(during_collection)
+    gc.set_threshold(1, 1, 1)  # collect on (almost) every allocation
+    try:
+        for r in outer:
+            sig.connect(r, weak=False)
+            if not armed[0]:
+                break
+    finally:
+        gc.set_threshold(*old)
+        gc.callbacks.remove(during_collection)
+    assert errors == []
+    assert not armed[0], "the collector never ran inside connect"
+    connected = sig.receivers
+    assert nested in connected  # the nested write survived the outer one
+    assert [r for r in connected if r is not nested] == outer[: len(connected) - 1]
 
 
 # -- has_listeners and receivers ----------------------------------------------
