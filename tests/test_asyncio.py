@@ -295,13 +295,6 @@ def test_receivers_get_signal_sender_and_named_arguments():
 def test_parity_with_django_asend_and_asend_robust():
     """Same receivers, same results as Django (whose order puts sync first)."""
     import django.dispatch
-    from django.conf import settings
-
-    # Django's asend imports django.conf; unconfigured, its lazy settings
-    # object raises on any attribute access, e.g. by a later test that scans
-    # modules (executors.SignalRef.of).  Configure it so the process stays sane.
-    if not settings.configured:
-        settings.configure()
 
     def sync_ok(sender: object, **kwargs: Any) -> str:
         return f"sync {kwargs['n']}"
