@@ -341,6 +341,30 @@ def test_parity_with_django_asend_and_asend_robust():
     assert canon(mine) == canon(django_result)
     assert [r for r, _ in mine] == receivers
 
+    # The sync send_robust runs the async receivers too, in both.
+    logging.getLogger("django.dispatch").disabled = True
+    logging.getLogger("concsignals").disabled = True
+    try:
+        mine = ours.send_robust(sender=None, n=2)
+        django_result = theirs.send_robust(sender=None, n=2)
+    finally:
+        logging.getLogger("django.dispatch").disabled = False
+        logging.getLogger("concsignals").disabled = False
+    assert canon(mine) == canon(django_result)
+    assert [r for r, _ in mine] == receivers
+
+    # Inside a running loop, both refuse a sync send to async receivers.
+    for signal in (ours, theirs):
+        for r in (async_fail, sync_fail):
+            signal.disconnect(r)
+
+    async def sync_send_in_loop() -> None:
+        for signal in (ours, theirs):
+            with pytest.raises(RuntimeError):
+                signal.send(sender=None, n=3)
+
+    run_clean(sync_send_in_loop)
+
 
 def test_async_receivers_run_concurrently():
     """Each receiver waits until all have started: only concurrency finishes."""
