@@ -1395,3 +1395,43 @@ def test_a_base_exception_ends_asend_robust_at_once(kind):
         assert cancelled == ["slow"]
 
     run_clean(main)
+
+
+@pytest.mark.timeout(30)
+def test_asends_cancelled_at_random_moments_leave_nothing_behind(
+    fast_switching, asyncio_logs
+):
+    import random
+
+    sig = Signal()
+    rs = [async_r("a", delay=0.001), sync_r("s"), async_r("b"), sync_r("t")]
+    for r in rs:
+        sig.connect(r, weak=False)
+    stuck = Signal()  # never finishes unless its send cancels it
+
+    async def forever(sender: object, **kwargs: Any) -> None:
+        await asyncio.Event().wait()
+
+    for r in (sync_r("s"), forever, async_r("a")):
+        stuck.connect(r, weak=False)
+    outcomes = {"cancelled": 0, "finished": 0}
+
+    async def main() -> None:
+        rng = random.Random(4)
+        for i in range(150):
+            target = stuck if i % 3 == 0 else sig
+            task = asyncio.create_task(target.asend_robust(sender=None))
+            for _ in range(rng.randrange(6)):
+                await asyncio.sleep(0)
+            task.cancel()
+            try:
+                result = await task
+            except asyncio.CancelledError:
+                outcomes["cancelled"] += 1
+            else:
+                outcomes["finished"] += 1
+                assert [v for _, v in result] == ["a", "s", "b", "t"]
+        await asyncio.sleep(0.05)  # let the worker threads report back
+
+    run_clean(main)  # no task left, nothing reported, nothing in flight
+    assert outcomes["cancelled"] > 0
