@@ -42,8 +42,9 @@ finished (tasks are cancelled; sync jobs that have not begun are cancelled; a
 sync receiver already running in a thread cannot be stopped and is waited for),
 waits for them, and raises the failure of the earliest slot in connection
 order; later failures are attached to it as notes.  ``asend_robust`` waits for
-every slot and returns each ``Exception`` in its slot.  ``BaseException``s that
-are not ``Exception``s are always raised, never put in a slot.
+every slot and returns each ``Exception`` in its slot.  A ``BaseException``
+that is not an ``Exception`` ends either one as a failure ends ``asend``, and is
+raised, never put in a slot.
 
 At the deadline (``signal.using(..., timeout=)``) the unfinished slots are
 cancelled the same way, except that running threads are not waited for: their
