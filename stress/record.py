@@ -378,7 +378,8 @@ def check_send(
                 f"but not called (connected at {rec.connect_ret}; "
                 f"{'bound method' if rec.bound else 'object'}, for "
                 f"{'any sender' if rec.target is None else sender!r}; "
-                f"{len(results)} others were)",
+                f"{len(results)} others were; alive now: "
+                f"{rec.probe_ref is not None and rec.probe_ref() is not None})",
             )
 
 

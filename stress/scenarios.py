@@ -347,6 +347,10 @@ class WeakReceiversDying(Scenario):
                     del probe
                 w.writes += 1
                 run.pace(w)
+            # This thread lets go of the rest as it ends, while senders may be
+            # finishing a last send: say so first, or they would be "missing".
+            for probe in own:
+                probe.rec.dropped = tick()
 
         def sender(w: Worker) -> None:
             while run.running:
