@@ -294,25 +294,36 @@ def targets(
                 r <= 1.5,
             )
         )
-    s = io.ratio("inline: concsignals", "threads: concsignals")
+    s, hand = speedups(io, "threads")
     found.append(
         Target(
             f"{IO_RECEIVERS} x {IO_SLEEP * 1e3:g} ms sleeping receivers on "
             f"{IO_RECEIVERS} threads >= 8x faster than inline",
-            f"{s:.2f}x",
+            f"{s:.2f}x (hand-written on the same pool: {hand:.2f}x)",
             s >= 8,
         )
     )
-    s = cpu.ratio("inline: concsignals", "processes: concsignals")
+    s, hand = speedups(cpu, "processes")
     found.append(
         Target(
             f"{CPU_RECEIVERS} CPU-bound receivers on {CPU_WORKERS} processes "
             ">= 1.7x faster than inline",
-            f"{s:.2f}x",
+            f"{s:.2f}x (hand-written on the same pool: {hand:.2f}x)",
             s >= 1.7,
         )
     )
     return found
+
+
+def speedups(samples: Samples, executor: str) -> tuple[float, float]:
+    """Speed-up over inline of concsignals, and of the hand-written calls.
+
+    The second shows what the machine allowed at the time: on a loaded
+    machine neither can reach the core count.
+    """
+    ours = samples.ratio("inline: concsignals", f"{executor}: concsignals")
+    hand = samples.ratio("inline: floor", f"{executor}: hand-written")
+    return ours, hand
 
 
 def plot(io: Samples, cpu: Samples, out: Path) -> list[tuple[str, str]]:

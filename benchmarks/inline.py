@@ -29,6 +29,11 @@ def run(settings: Settings) -> CaseResult:
         title=CASE.title,
         method="`signal.send(sender, payload=1)` on a signal with *n* receivers "
         "connected for any sender; each receiver returns `1`. Times are per send.",
+        notes=[
+            "Ratios within a few percent of a target's threshold (at 0 receivers "
+            "the gap to the floor is a few ns) move by about that much between "
+            "runs on this shared machine; the spread column shows each row's.",
+        ],
     )
     for kind in KINDS:
         rows = []
