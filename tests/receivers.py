@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from typing import Any
 
 from concsignals import Signal
@@ -88,3 +89,14 @@ def where(signal: Any, sender: Any, **named: Any) -> tuple[int, bool, bool]:
     """The worker's pid; whether ``signal`` equals and resolves to ``announced``."""
     resolves = signal.resolve() is announced if hasattr(signal, "resolve") else False
     return (os.getpid(), signal == announced, resolves)
+
+
+class Token:
+    """Returns a fresh random token per call, after ``delay`` seconds."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+
+    def __call__(self, signal: Any, sender: Any, **named: Any) -> str:
+        time.sleep(self.delay)
+        return uuid.uuid4().hex

@@ -91,14 +91,17 @@ def test_send_raises_the_earliest_failure_in_connection_order(
 ) -> None:
     sig = Signal()
     sig.connect(late := Fail("earliest", delay=0.3))
-    sig.connect(fast := Fail("later", delay=0.0))
+    sig.connect(fast := Fail("later", delay=0.15))  # the earliest has begun
     sig.connect(ok := Reply("ok"))
     with pytest.raises(ValueError, match="earliest") as info:
         send(backend, sig, executor, Shop)
     assert "fail_deep" in full_traceback(info.value)
     notes = getattr(info.value, "__notes__", [])
-    if backend.parallel:  # the later failure is not lost
-        assert any("Fail('later')" in n and "later" in n for n in notes)
+    if backend.parallel:  # the later failure is not lost...
+        assert all("Fail('later')" in n for n in notes)
+        # ...unless it never started: dask may queue both calls on one worker,
+        # and then cancels the later one when the earliest fails.
+        assert notes or backend.name.startswith("dask")
     else:  # inline stops at the first failure
         assert notes == []
     del late, fast, ok

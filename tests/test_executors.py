@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from concsignals import Signal, SignalRef, executors
-from tests.receivers import Fail, Halt, Reply, Shop, Stop, announced, where
+from tests.receivers import Fail, Halt, Reply, Shop, Stop, Token, announced, where
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id")
 
@@ -196,18 +196,22 @@ def test_send_returns_only_when_started_receivers_are_done(
     pool: ThreadPoolExecutor,
 ) -> None:
     sig = Signal()
-    finished = threading.Event()
+    began, finished = threading.Event(), threading.Event()
+
+    def fail(**kw: Any) -> None:
+        assert began.wait(10)  # slow has begun: it will not be cancelled
+        raise ValueError("fast")
 
     def slow(**kw: Any) -> None:
+        began.set()
         time.sleep(0.3)
         finished.set()
 
-    sig.connect(fail := Fail("fast", delay=0.1))
+    sig.connect(fail)
     sig.connect(slow)
     with pytest.raises(ValueError, match="fast"):
         sig.using(pool).send(Shop)
     assert finished.is_set()
-    del fail
 
 
 def test_base_exceptions_are_never_caught(pool: ThreadPoolExecutor) -> None:
@@ -236,7 +240,7 @@ def test_a_receiver_not_started_by_the_deadline_never_runs(
     sig.connect(record)
     result = sig.using(one, timeout=0.1).send_robust(Shop)
     assert [r for r, _ in result] == [slow, record]
-    assert "did not finish" in str(result[0][1])
+    assert isinstance(result[0][1], TimeoutError)
     assert "was not started" in str(result[1][1])
     one.submit(int).result()  # slow is done and record's turn has passed
     assert called == []
@@ -502,6 +506,22 @@ def test_a_base_exception_in_a_worker_process_propagates(
     with pytest.raises(Stop):
         sig.using(process_pool).send_robust(Shop)
     del halt
+
+
+# -- dask -------------------------------------------------------------------
+
+
+@pytest.mark.timeout(60)
+def test_dask_runs_every_call_even_when_two_are_equal(dask_executor: Any) -> None:
+    """Dask deduplicates equal tasks; a signal's calls must each run."""
+    sig = Signal()
+    tok = Token(delay=0.2)
+    sig.connect(tok, sender=Shop)
+    sig.connect(tok)  # the same receiver again, for any sender
+    first = sig.using(dask_executor).submit(Shop)
+    second = sig.using(dask_executor).submit(Shop)
+    tokens = [t for fut in (first, second) for _, t in fut.result(timeout=30)]
+    assert len(set(tokens)) == 4
 
 
 # -- senders racing writers on a saturated pool -----------------------------
