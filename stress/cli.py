@@ -244,6 +244,9 @@ def self_test(
             print(f"control {name}: must have no violation", file=out)
             outcomes = [run_one(s, factory, per_run, opts, out) for s in chosen]
             clean = all(o.status in ("ok", "skipped") for o in outcomes)
+            for o in outcomes:
+                if o.status not in ("ok", "skipped"):
+                    explain(o, out)
             ok &= clean
             report["controls"][name] = [o.as_dict() for o in outcomes]
             print(
@@ -265,6 +268,10 @@ def self_test(
                     break
             ok &= bool(caught_by)
             report["broken"][name] = {"caught_by": caught_by, "runs": runs}
+            if not caught_by:
+                for r in runs:
+                    summary = r["memory"].get("summary", "memory not judged")
+                    print(f"    {r['scenario']}: {summary}", file=out)
             print(
                 f"  -> {'caught by ' + caught_by if caught_by else 'NOT CAUGHT'}",
                 file=out,
@@ -272,6 +279,15 @@ def self_test(
     report["ok"] = ok
     print("SELF-TEST PASS" if ok else "SELF-TEST FAIL", file=out)
     return (0 if ok else 1), report
+
+
+def explain(o: Outcome, out: IO[str]) -> None:
+    """Print why a run failed: its violations by kind, with examples."""
+    print(f"    {o.name}: {o.status} {o.reason}", file=out)
+    for kind, n in sorted(o.kinds.items(), key=lambda kv: -kv[1]):
+        print(f"      {n:>8,}  {kind}", file=out)
+    for sample in o.samples[:5]:
+        print(f"        e.g. {sample}", file=out)
 
 
 def run_one(
