@@ -117,7 +117,12 @@ class SignalMachine(RuleBasedStateMachine):
         return value.token if isinstance(value, Sender) else value
 
     def settle_model(self) -> None:
-        """Drop the connections of receivers and senders that are now dead."""
+        """Drop the connections of receivers and senders that are now dead.
+
+        Collects first: results the rules got back hold exceptions whose
+        tracebacks keep frames, receivers and senders alive in cycles.
+        """
+        gc.collect()
         held = {t.token for t in self.targets if t is not None}
         live_senders = {s.token for s in self.senders if s is not None}
         self.conns = [
@@ -204,19 +209,16 @@ class SignalMachine(RuleBasedStateMachine):
     @rule(slot=st.integers(0, N_RECEIVERS - 1))
     def drop_receiver(self, slot: int) -> None:
         self.targets[slot] = None
-        gc.collect()  # tracebacks kept by earlier rules may hold it in a cycle
         self.settle_model()
 
     @rule(slot=st.integers(0, N_RECEIVERS - 1))
     def new_receiver(self, slot: int) -> None:
         self.targets[slot] = self.new_target(slot)  # the old one may die
-        gc.collect()
         self.settle_model()
 
     @rule(slot=st.integers(0, N_SENDERS - 1))
     def drop_sender(self, slot: int) -> None:
         self.senders[slot] = None
-        gc.collect()  # tracebacks kept by earlier rules may hold it in a cycle
         self.settle_model()
 
     @rule(slot=st.integers(0, N_SENDERS - 1))
