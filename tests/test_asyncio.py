@@ -1435,3 +1435,29 @@ def test_asends_cancelled_at_random_moments_leave_nothing_behind(
 
     run_clean(main)  # no task left, nothing reported, nothing in flight
     assert outcomes["cancelled"] > 0
+
+
+def test_repeated_asends_whose_first_sync_receiver_fails_raise_its_error():
+    """Regression: the second of two such asends in a row raised CancelledError
+    (the receiver's own error only in a note), found by the stress harness."""
+    sig = Signal()
+
+    def fails(sender: object, **kwargs: Any) -> None:
+        raise ValueError("boom")
+
+    def ok(sender: object, **kwargs: Any) -> int:
+        return 1
+
+    sig.connect(fails)
+    sig.connect(ok)
+
+    async def main() -> list[str]:
+        raised = []
+        for _ in range(50):
+            try:
+                await sig.asend(None)
+            except ValueError as err:
+                raised.append(str(err))
+        return raised
+
+    assert run_clean(main) == ["boom"] * 50
