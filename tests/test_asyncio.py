@@ -13,7 +13,6 @@ import functools
 import gc
 import inspect
 import logging
-import sys
 import threading
 import time
 import unittest.mock
@@ -60,16 +59,6 @@ def asyncio_logs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
         yield
         gc.collect()
     assert [r for r in caplog.records if r.name == "asyncio"] == []
-
-
-@pytest.fixture
-def fast_switching() -> Iterator[None]:
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(old)
 
 
 def sync_r(tag: object, log: list[Any] | None = None) -> Any:
@@ -1176,7 +1165,7 @@ def test_send_leaves_no_loop_behind_and_does_not_touch_the_threads_loop():
 
 
 @pytest.mark.timeout(30)
-def test_concurrent_asends_from_many_threads_while_receivers_churn(fast_switching):
+def test_concurrent_asends_from_many_threads_while_receivers_churn(switch_often):
     sig = Signal()
     stable = [async_r("a0"), sync_r("s1"), async_r("a2", delay=0.001), sync_r("s3")]
     for r in stable:
@@ -1350,7 +1339,7 @@ def test_sync_send_deadline_checked_around_inline_calls():
 
 
 def test_nothing_stays_in_flight_when_the_loop_closes_right_after_asend(
-    fast_switching,
+    switch_often,
 ):
     sig = Signal()
     sig.connect(sync_r("s"), weak=False)
@@ -1399,7 +1388,7 @@ def test_a_base_exception_ends_asend_robust_at_once(kind):
 
 @pytest.mark.timeout(30)
 def test_asends_cancelled_at_random_moments_leave_nothing_behind(
-    fast_switching, asyncio_logs
+    switch_often, asyncio_logs
 ):
     import random
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -123,16 +123,6 @@ def test_a_write_prunes_what_died_since():
     assert sig._snapshot.routes == {}
 
 
-@pytest.fixture
-def fast_switching() -> Iterator[None]:
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(old)
-
-
 class Cyclic:
     """A weak receiver that only the cyclic garbage collector can free."""
 
@@ -144,7 +134,7 @@ class Cyclic:
 
 
 @pytest.mark.timeout(60)
-def test_gc_storm_neither_deadlocks_nor_raises(fast_switching):
+def test_gc_storm_neither_deadlocks_nor_raises(switch_often):
     """Cyclic weak receivers die inside gc.collect() on every thread while
     other threads connect, disconnect and send."""
     sig = Signal()

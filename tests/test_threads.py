@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import bisect
 import itertools
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,14 +22,7 @@ from concsignals import Signal
 now = time.perf_counter_ns
 
 
-@pytest.fixture(autouse=True)
-def fast_switching() -> Iterator[None]:
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(old)
+pytestmark = pytest.mark.usefixtures("switch_often")
 
 
 @dataclass
