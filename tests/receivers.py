@@ -100,3 +100,22 @@ class Token:
     def __call__(self, signal: Any, sender: Any, **named: Any) -> str:
         time.sleep(self.delay)
         return uuid.uuid4().hex
+
+
+class WaitForFile:
+    """Waits until ``path`` exists (at most ``max_wait`` seconds), then returns
+    its ``tag``: a slow receiver that a test can release from any process."""
+
+    def __init__(self, tag: str, path: str, max_wait: float) -> None:
+        self.tag = tag
+        self.path = path
+        self.max_wait = max_wait
+
+    def __call__(self, signal: Any, sender: Any, **named: Any) -> str:
+        give_up = time.monotonic() + self.max_wait
+        while not os.path.exists(self.path) and time.monotonic() < give_up:
+            time.sleep(0.01)
+        return self.tag
+
+    def __repr__(self) -> str:
+        return f"WaitForFile({self.tag!r})"
