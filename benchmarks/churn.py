@@ -217,6 +217,7 @@ def plot(
         f"Traced memory growth after {cycles:,} connect/disconnect cycles",
         {name: growth[name] / 1e6 for name in LIBRARIES},
         "MB",
+        fmt=lambda mb: fmt_bytes(mb * 1e6),
     )
     return [
         ("churn_time.png", "connect + disconnect cost"),

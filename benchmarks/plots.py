@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +76,7 @@ def bars(
     xtitle: str,
     logx: bool = False,
     reference: float | None = None,
+    fmt: Callable[[float], str] = label,
 ) -> None:
     """Horizontal bars, one per name, top to bottom in the given order."""
     plt = pyplot()
@@ -89,7 +90,7 @@ def bars(
         ax.axvline(reference, color="black", linewidth=0.8, linestyle="--")
     for i, name in enumerate(names):
         ax.annotate(
-            f" {label(values[name])}",
+            f" {fmt(values[name])}",
             (values[name], i),
             va="center",
             fontsize="small",
