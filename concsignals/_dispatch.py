@@ -565,13 +565,16 @@ def wait_pickled(
     finished are cancelled.  Cancelling happens here, in the sender's thread:
     some executors' futures (dask's) must not be cancelled from their callbacks.
     """
+    cancelled: set[Future[Any]] = set()
     if not robust:
         done, _ = wait_futures(futures, remaining(deadline), FIRST_EXCEPTION)
         failed = [i for i, f in enumerate(futures) if f in done and failed_call(f)]
         if failed:
-            for fut in futures[failed[0] + 1 :]:
-                fut.cancel()
-    done, not_done = wait_futures(futures, remaining(deadline))
+            cancelled = {f for f in futures[failed[0] + 1 :] if f.cancel()}
+    # Never wait() for a future we cancelled: wait() counts it done only once
+    # its executor acknowledges the cancel, and dask's may never do so.
+    pending = [f for f in futures if f not in cancelled]
+    done, not_done = wait_futures(pending, remaining(deadline))
     for fut in not_done:
         fut.cancel()
     for fut in done:

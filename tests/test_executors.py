@@ -524,6 +524,19 @@ def test_dask_runs_every_call_even_when_two_are_equal(dask_executor: Any) -> Non
     assert len(set(tokens)) == 4
 
 
+@pytest.mark.timeout(60)
+def test_dask_send_after_a_failure_never_hangs(dask_executor: Any) -> None:
+    """A failure cancels the later calls; one that finishes while being
+    cancelled must not leave send waiting forever (it once did)."""
+    sig = Signal()
+    receivers = [Fail("first")] + [Reply(f"r{i}") for i in range(6)]
+    for r in receivers:
+        sig.connect(r)
+    for _ in range(30):
+        with pytest.raises(ValueError, match="first"):
+            sig.using(dask_executor).send(Shop)
+
+
 # -- senders racing writers on a saturated pool -----------------------------
 
 
