@@ -48,7 +48,7 @@ def dask_client() -> Iterator[Any]:
             n_workers=2,
             threads_per_worker=1,
             host="127.0.0.1",
-            dashboard_address=None,
+            dashboard_address=":0",  # a free port: None still binds 8787
             silence_logs=logging.CRITICAL,
         ) as cluster,
         Client(cluster) as client,
