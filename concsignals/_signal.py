@@ -256,7 +256,7 @@ class Signal:
         """Like :meth:`send`, but every receiver runs; an ``Exception`` raised
         by one is logged on logger ``concsignals`` and returned in its slot.
 
-        ``BaseException``s that are not ``Exception``s propagate.
+        A ``BaseException`` that is not an ``Exception`` propagates.
         """
         entries = self._snapshot.lookup(sender)
         return _dispatch.run(self, entries, sender, named, robust=True)
