@@ -39,7 +39,6 @@ from typing import Any, TypeVar
 
 from . import _asyncio, _dispatch
 from ._snapshot import (
-    DEAD,
     EMPTY,
     DeathNotice,
     Entry,
@@ -106,7 +105,7 @@ class Signal:
         """
         check_receiver(receiver)
         is_async = _asyncio.is_async_receiver(receiver)
-        get = receiver_getter(receiver, weak, self._notice)
+        get, hold = receiver_getter(receiver, weak, self._notice)
         key = _lookup_key(receiver, sender, dispatch_uid)
         with self._lock:
             while True:  # again if a finalizer wrote meanwhile: see _publish_locked
@@ -120,10 +119,12 @@ class Signal:
                 if sender is not None:
                     route = snap.routes.get(key[1])
                     sender_get = sender_getter(sender, route, self._notice)
-                entry = Entry(key, get, sender_get, weak=weak, is_async=is_async)
+                entry = Entry(
+                    key, get, sender_get, weak=weak, is_async=is_async, hold=hold
+                )
                 if self._publish_locked(base, snap.with_entry(entry)):
                     if existing is not None:
-                        existing.get = DEAD
+                        existing.retire()
                     return
 
     def disconnect(
@@ -149,7 +150,7 @@ class Signal:
                     self._prune_locked()
                     return False
                 if self._publish_locked(snap, snap.without(entry)):
-                    entry.get = DEAD
+                    entry.retire()
                     return True
 
     def _publish_locked(self, base: Snapshot, new: Snapshot) -> bool:
@@ -195,7 +196,7 @@ class Signal:
             if self._publish_locked(snap, pruned):
                 for entry in snap.entries:
                     if not entry.is_live():
-                        entry.get = DEAD
+                        entry.retire()
                 return pruned
 
     def _collect_dead(self) -> None:

@@ -15,9 +15,13 @@ one under the signal's writer lock and publish it with one attribute write.
 The one mutable field: ``Entry.get``
 ------------------------------------
 ``Entry.get`` is a zero-argument callable that returns the live receiver, or
-``None``.  For a weak receiver it is the ``weakref.ref``/``WeakMethod`` itself;
-for a strong one it is ``itertools.repeat(receiver).__next__``.  Disconnecting
-replaces it, once and under the writer lock, by :data:`DEAD`.  So the check a
+``None``.  For a weak receiver it is the ``weakref.ref``/``WeakMethod`` itself.
+A strong receiver is held by ``Entry.hold`` and its getter is a plain weak
+reference to it (calling one is a little cheaper than any other C callable that
+returns an object); a strong receiver that cannot be weakly referenced gets
+``itertools.repeat(receiver).__next__``.  Disconnecting (:meth:`Entry.retire`)
+replaces ``get``, once and under the writer lock, by :data:`DEAD`, then drops
+``hold``.  So the check a
 send makes just before each call, ``entry.get()``, answers both "is it still
 connected?" and "is its target still alive?" in one C call.  That is how a
 disconnect that happened before a call began wins, even for a send that is
@@ -30,7 +34,8 @@ These hold with and without the GIL (3.13t/3.14t):
 1. Reading or writing one attribute of an object is atomic: a reader sees the
    old value or the new one, never a torn one.
 2. Everything reachable from a published snapshot is never mutated, except
-   ``Entry.get``, which goes from live to :data:`DEAD` at most once.
+   ``Entry.get``, which goes from live to :data:`DEAD` at most once (and
+   ``Entry.hold``, dropped just after it).
 3. Weak-reference callbacks run when the garbage collector decides, on any
    thread, possibly while this thread holds the writer lock.  They only set a
    flag (:class:`DeathNotice`); they never take a lock or build a snapshot.
@@ -86,7 +91,7 @@ class Entry:
     Immutable but for ``get`` (see the module docstring).
     """
 
-    __slots__ = ("get", "is_async", "key", "sender_get", "weak")
+    __slots__ = ("get", "hold", "is_async", "key", "sender_get", "weak")
 
     def __init__(
         self,
@@ -96,13 +101,26 @@ class Entry:
         *,
         weak: bool,
         is_async: bool,
+        hold: object = None,
     ) -> None:
         self.key = key
         self.get = get
+        #: The strong reference of a ``weak=False`` receiver, else ``None``.
+        self.hold = hold
         #: ``None`` for an any-sender connection, else the sender's getter.
         self.sender_get = sender_get
         self.weak = weak
         self.is_async = is_async
+
+    def retire(self) -> None:
+        """Mark this entry disconnected: no send calls it from now on.
+
+        Writers only, under the writer lock.  Sends that read ``get`` before
+        this see the receiver (their call overlaps the disconnect); later ones
+        see :data:`DEAD`.
+        """
+        self.get = DEAD
+        self.hold = None
 
     def is_live(self) -> bool:
         """Connected, receiver alive, and sender (if any) alive."""
@@ -256,14 +274,19 @@ def sender_getter(
         return strong(sender)
 
 
-def receiver_getter(receiver: Receiver, weak: bool, notice: DeathNotice) -> Getter:
-    """The getter for ``receiver``: a weak reference, or a strong holder."""
+def receiver_getter(
+    receiver: Receiver, weak: bool, notice: DeathNotice
+) -> tuple[Getter, object]:
+    """The getter for ``receiver``, and what must hold it strongly (or ``None``)."""
     if not weak:
-        return strong(receiver)
+        try:
+            return weakref.ref(receiver), receiver
+        except TypeError:
+            return strong(receiver), None
     try:
         if hasattr(receiver, "__self__") and hasattr(receiver, "__func__"):
-            return weakref.WeakMethod(receiver, notice)
-        return weakref.ref(receiver, notice)
+            return weakref.WeakMethod(receiver, notice), None
+        return weakref.ref(receiver, notice), None
     except TypeError:
         raise TypeError(
             f"receiver {receiver!r} cannot be weakly referenced; "

@@ -411,6 +411,20 @@ def test_strong_receivers_are_kept_alive():
     assert [t for _, t in sig.send(sender=None)] == ["strong", "obj"]
 
 
+def test_a_disconnected_strong_receiver_is_released_even_while_sends_run():
+    """A send in flight holds the old snapshot; it must not hold the receiver."""
+    sig = Signal()
+    h = Holder("strong")
+    ref = weakref.ref(h)
+    sig.connect(h, weak=False)
+    del h
+    in_flight = sig._snapshot  # what a send under way holds
+    assert sig.disconnect(ref())
+    gc.collect()
+    assert ref() is None
+    assert in_flight.entries[0].get() is None
+
+
 def test_dead_entries_are_pruned_by_the_next_write():
     sig = Signal()
     doomed = [make_receiver(i) for i in range(10)]
