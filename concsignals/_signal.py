@@ -234,21 +234,34 @@ class Signal:
         before its call begins is skipped.
         """
         snap = self._snapshot
-        if sender is None or not snap.routes:
-            entries = snap.anyone
-        else:
-            entries = snap.lookup(sender)
+        entries = snap.inline
+        if not entries:  # None: no fast path; (): nobody to call
+            if entries is None:
+                return self._send_general(snap, sender, named)
+            return []
+        if self._executor is not None:
+            return self._send_general(snap, sender, named)
+        # The hot loop.  entry.get() is the disconnect-and-liveness check and
+        # runs immediately before each call (see _snapshot.py).
+        responses: Responses = []
+        for entry in entries:
+            r = entry.get()
+            if r is None:
+                self._collect_dead()
+                continue
+            responses.append((r, r(signal=self, sender=sender, **named)))
+        return responses
+
+    def _send_general(
+        self, snap: Snapshot, sender: Any, named: dict[str, Any]
+    ) -> Responses:
+        """``send`` off the fast path: sender routes, an executor, async."""
+        entries = snap.lookup(sender)
         if not entries:
             return []
         if self._executor is not None or snap.has_async:
             return _dispatch.run(self, entries, sender, named)
-        responses: Responses = []
-        # The hot loop.  entry.get() is the disconnect-and-liveness check and
-        # runs immediately before each call (see _snapshot.py).
-        for entry in entries:
-            r = entry.get()
-            if r is not None:
-                responses.append((r, r(signal=self, sender=sender, **named)))
+        responses = _dispatch.call_inline(self, entries, sender, named)
         if len(responses) != len(entries):
             self._collect_dead()
         return responses

@@ -149,7 +149,7 @@ class Route:
 class Snapshot:
     """All the state a send reads.  Never mutated after it is published."""
 
-    __slots__ = ("anyone", "by_key", "entries", "has_async", "routes")
+    __slots__ = ("anyone", "by_key", "entries", "has_async", "inline", "routes")
 
     def __init__(
         self,
@@ -163,6 +163,10 @@ class Snapshot:
         self.routes = routes
         self.by_key = by_key
         self.has_async = any(e.is_async for e in entries)
+        #: What an inline send calls for every sender, when that is the same
+        #: for all of them (no sender has its own route) and every receiver is
+        #: sync: ``Signal.send``'s fast path.  Otherwise ``None``.
+        self.inline = None if routes or self.has_async else anyone
 
     def lookup(self, sender: object) -> tuple[Entry, ...]:
         """The entries a send for ``sender`` calls, in connection order."""
