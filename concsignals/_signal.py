@@ -63,8 +63,9 @@ class Signal:
 
     ``use_caching`` is accepted for compatibility with ``django.dispatch``; the
     per-sender index it asks for is always built, so it changes nothing.
-    ``executor`` makes every ``send`` of this signal parallel (see
-    :meth:`using`).
+    ``executor`` makes every ``send``, ``send_robust``, ``asend``,
+    ``asend_robust`` and ``submit`` of this signal use it (see :meth:`using`);
+    concsignals never shuts it down.
     """
 
     def __init__(
@@ -137,7 +138,9 @@ class Signal:
 
         Concurrency: atomic.  Once it returns, no send calls the receiver
         again, not even a send already under way that has not reached it yet.
-        A call already begun runs to its end.
+        A call already begun runs to its end, and so does a call already
+        handed to an out-of-process executor (processes, Dask), which cannot
+        be recalled from the worker.
         """
         key = _lookup_key(receiver, sender, dispatch_uid)
         with self._lock:
@@ -211,7 +214,10 @@ class Signal:
 
     @property
     def receivers(self) -> list[Receiver]:
-        """The live receivers, in connection order (a new list each time)."""
+        """The live receivers, in connection order (a new list each time).
+
+        Lock-free; prunes dead entries only if the writer lock is free.
+        """
         self._collect_dead()
         entries = self._snapshot.entries
         return [r for e in entries if e.is_live() and (r := e.get()) is not None]
@@ -227,11 +233,15 @@ class Signal:
         """Call every receiver for ``sender``; return ``[(receiver, response)]``.
 
         Receivers are called as ``receiver(signal=self, sender=sender,
-        **named)``, in connection order.  The first exception propagates and
-        later receivers are not called (in parallel: not started).
+        **named)``, in connection order.  The exception of the earliest failing
+        receiver in connection order propagates, with the send's other
+        failures attached as notes.  Inline, later receivers are not called; in
+        parallel, receivers not yet started are not started, and ``send``
+        returns only when the started ones have finished.
 
         Concurrency: lock-free.  Reads one snapshot; a receiver disconnected
-        before its call begins is skipped.
+        before its call begins is skipped (with an out-of-process executor,
+        the check is made when the call is handed to it).
         """
         snap = self._snapshot
         entries = snap.inline
@@ -277,19 +287,35 @@ class Signal:
 
     async def asend(self, /, sender: Any, **named: Any) -> Responses:
         """Async :meth:`send`: async receivers run concurrently on the running
-        loop, sync ones off it; results in connection order."""
+        loop, sync ones off it; results in connection order.
+
+        Lock-free; safe from many loops and threads at once.  Cancelling the
+        awaiting task cancels the receivers it started and waits for them.
+        """
         entries = self._snapshot.lookup(sender)
         return await _asyncio.asend(self, entries, sender, named, self._executor)
 
     async def asend_robust(self, /, sender: Any, **named: Any) -> Responses:
-        """Async :meth:`send_robust`."""
+        """Async :meth:`send_robust`: every receiver runs; each ``Exception``
+        is logged and returned in its slot.
+
+        Lock-free; safe from many loops and threads at once.  Cancelling the
+        awaiting task cancels the receivers it started and waits for them.
+        """
         entries = self._snapshot.lookup(sender)
         return await _asyncio.asend(
             self, entries, sender, named, self._executor, robust=True
         )
 
     def submit(self, /, sender: Any, **named: Any) -> Future[Responses]:
-        """Start a robust send and return at once with a Future of its results."""
+        """Start a robust send and return at once with a Future of its results.
+
+        On an executor, the last call to finish resolves the Future; otherwise
+        the send runs on a thread pool concsignals owns (shut down at exit).
+        The Future is held until done; cancelling it stops calls not yet
+        begun.  Called from a worker of the pool it would wait on, it runs the
+        send at once and returns a done Future, so it cannot deadlock.
+        """
         entries = self._snapshot.lookup(sender)
         return _dispatch.submit(self, entries, sender, named, self._executor)
 
@@ -300,6 +326,9 @@ class Signal:
 
         ``executor=None`` means inline, in the caller's thread.  ``timeout`` is
         a deadline in seconds for each whole send.
+
+        Cheap: the view holds no connections and sees every connect and
+        disconnect of the signal.
         """
         return SignalView(self, executor, timeout)
 
@@ -308,6 +337,8 @@ class SignalView:
     """``signal.using(executor, timeout=...)``: sends with these options.
 
     Holds no state of its own but the options; connections are the signal's.
+    Every method behaves under concurrency as the signal's method of the same
+    name.
     """
 
     __slots__ = ("executor", "signal", "timeout")
@@ -402,7 +433,8 @@ def receiver(
 
     ``@receiver(post_save, sender=Model)``.  The function is returned unchanged.
     Every signal is checked before any is connected, so a refused receiver is
-    connected to none of them.
+    connected to none of them.  Each connect is atomic on its own: a send in
+    between may see some of the signals connected and not yet the others.
     """
     signals: list[Signal] = (
         list(signal) if isinstance(signal, list | tuple) else [signal]  # type: ignore[list-item]
