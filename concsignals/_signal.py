@@ -120,9 +120,7 @@ class Signal:
                 if sender is not None:
                     route = snap.routes.get(key[1])
                     sender_get = sender_getter(sender, route, self._notice)
-                entry = Entry(
-                    key, get, sender_get, weak=weak, is_async=is_async, hold=hold
-                )
+                entry = Entry(key, get, sender_get, is_async=is_async, hold=hold)
                 if self._publish_locked(base, snap.with_entry(entry)):
                     if existing is not None:
                         existing.retire()

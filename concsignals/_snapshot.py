@@ -91,7 +91,7 @@ class Entry:
     Immutable but for ``get`` (see the module docstring).
     """
 
-    __slots__ = ("get", "hold", "is_async", "key", "sender_get", "weak")
+    __slots__ = ("get", "hold", "is_async", "key", "sender_get")
 
     def __init__(
         self,
@@ -99,7 +99,6 @@ class Entry:
         get: Getter,
         sender_get: Getter | None,
         *,
-        weak: bool,
         is_async: bool,
         hold: object = None,
     ) -> None:
@@ -109,7 +108,6 @@ class Entry:
         self.hold = hold
         #: ``None`` for an any-sender connection, else the sender's getter.
         self.sender_get = sender_get
-        self.weak = weak
         self.is_async = is_async
 
     def retire(self) -> None:
@@ -176,9 +174,6 @@ class Snapshot:
         if route is not None and route.sender_get() is sender:
             return route.entries
         return self.anyone
-
-    def route_for(self, sender_key: int) -> Route | None:
-        return self.routes.get(sender_key)
 
     # -- building new snapshots (writers only, under the writer lock) --------
 
