@@ -179,8 +179,8 @@ def gil_state() -> str:
         return "a standard build of Python: the GIL is on"
     if getattr(sys, "_is_gil_enabled", lambda: True)():
         return (
-            "a free-threaded build of Python, but the GIL is on (PYTHON_GIL=1, "
-            "or an extension module that needs it switched it back on)"
+            "a free-threaded build of Python, but the GIL is on (switched on by "
+            "PYTHON_GIL=1, or by an extension module that needs it)"
         )
     return "a free-threaded build of Python with the GIL off"
 

@@ -121,8 +121,8 @@ def test_benchmarks_without_the_extra_is_one_line_naming_it(argv: list[str]) -> 
         f"python -m benchmarks: needs the bench extra ({', '.join(NEEDED)} not "
         'installed): python -m pip install -e ".[bench]"\n'
     )
-    one = run("-c", WITHOUT, "blinker", *argv)
-    assert "needs the bench extra (blinker not installed)" in one.stderr
+    one = run("-c", WITHOUT, "blinker", *argv)  # the others may be missing too
+    assert one.returncode == 2 and "needs the bench extra (blinker" in one.stderr
 
 
 def test_benchmarks_help_names_the_extra_and_the_duration() -> None:
