@@ -182,3 +182,14 @@ def test_send_robust_prints_each_traceback_unless_its_logger_is_configured() -> 
     )
     quiet = run("-c", ROBUST, "silence")
     assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "no database\n", "")
+
+
+def test_the_import_cost_case_imports_in_a_fresh_interpreter() -> None:
+    from benchmarks.importtime import import_once, import_target
+
+    seconds, added = import_once("concsignals") or (0.0, 0)
+    assert seconds > 0 and added >= 2  # concsignals and its submodules
+    assert import_once("concsignals_no_such_module") is None
+    assert import_target({"concsignals": 2.0, "blinker": 1.0}).met is False
+    assert import_target({"concsignals": 1.0, "blinker": 1.0}).met is True
+    assert import_target({"concsignals": 1.0}).met is None
