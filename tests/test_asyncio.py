@@ -283,6 +283,7 @@ def test_receivers_get_signal_sender_and_named_arguments():
 
 def test_parity_with_django_asend_and_asend_robust():
     """Same receivers, same results as Django (whose order puts sync first)."""
+    pytest.importorskip("django", reason="needs Django: the dev extra, .[dev]")
     import django.dispatch
 
     def sync_ok(sender: object, **kwargs: Any) -> str:
