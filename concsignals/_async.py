@@ -31,9 +31,11 @@ may itself make such a send: it runs on a fresh private loop in a helper
 thread.  From a thread whose own loop is running, such a ``send`` raises
 ``RuntimeError``: it would block that loop.
 
-Every task and job is held in :data:`_in_flight` until done, and its
-exception is marked retrieved, so nothing is collected while running and
-nothing is logged as "never retrieved".  ``set.add``/``discard`` are atomic.
+Every task is held by its send until it ends (and in :data:`_in_flight` if
+the send gives up on it); a task never ends with an exception (its outcome
+is in the send), so nothing is logged as "never retrieved".  An offloaded job
+that is a task is held in :data:`_in_flight` too.  ``set.add``/``discard``
+are atomic.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Executor
 from time import monotonic
+from types import CoroutineType
 from typing import Any, TypeVar
 
 from . import _inline, _pickled, _threads, executors
@@ -76,7 +79,7 @@ async def call_async(send: Send, i: int) -> None:
         return
     try:
         awaitable = r(signal=send.signal, sender=send.sender, **send.named)
-        if not inspect.isawaitable(awaitable):
+        if type(awaitable) is not CoroutineType and not inspect.isawaitable(awaitable):
             raise TypeError(
                 f"async receiver {r!r} returned {awaitable!r}, which cannot be awaited"
             )
@@ -104,16 +107,20 @@ def offload_default(job: Callable[[], T]) -> Awaitable[T]:
 class Waiter:
     """The loop's side of one send: its tasks and the future it awaits."""
 
-    __slots__ = ("loop", "settled", "tasks")
+    __slots__ = ("loop", "settled", "tasks", "thread")
 
     def __init__(self, send: Send) -> None:
         self.loop = asyncio.get_running_loop()
+        self.thread = threading.get_ident()
         self.settled: asyncio.Future[None] = self.loop.create_future()
         self.tasks: list[asyncio.Task[None]] = []
         send.on_settled = self.wake
         send.on_close = self.stop
 
     def _soon(self, fn: Callable[[], None]) -> None:
+        if threading.get_ident() == self.thread:
+            fn()  # on the loop, in a step of one of our tasks: no wake-up needed
+            return
         with contextlib.suppress(RuntimeError):  # the loop is closed: too late
             self.loop.call_soon_threadsafe(fn)
 
@@ -127,19 +134,28 @@ class Waiter:
     def stop(self) -> None:  # any thread
         self._soon(self._cancel_tasks)
 
+    def rearm(self, send: Send) -> None:
+        """After the caller was cancelled: a fresh future to wait on."""
+        if self.settled.cancelled():
+            self.settled = self.loop.create_future()
+            if send.unsettled == 0:
+                self._resolve()
+
     def _cancel_tasks(self) -> None:
         for task in self.tasks:
             task.cancel()
 
     def task(self, send: Send, i: int) -> None:
-        task = self.loop.create_task(call_async(send, i))
-        hold(task)
-        self.tasks.append(task)
+        # Held by ``tasks``: the awaiting coroutine holds this waiter until
+        # every task ended (``run`` hands any it gives up on to ``hold``).
+        self.tasks.append(self.loop.create_task(call_async(send, i)))
 
     async def wait(self, send: Send) -> None:
         """Until every slot settled; at the deadline, close and let threads go."""
-        left = None if send.deadline is None else send.deadline - monotonic()
-        await asyncio.wait({self.settled}, timeout=left)
+        if send.deadline is None:
+            await self.settled  # cancelled with the caller: see rearm()
+            return
+        await asyncio.wait({self.settled}, timeout=send.deadline - monotonic())
         if not self.settled.done():
             send.close(Why.DEADLINE)
             self._cancel_tasks()
@@ -204,9 +220,14 @@ async def run(
     except BaseException:
         send.close(Why.CANCELLED)
         waiter._cancel_tasks()
+        waiter.rearm(send)
         left = None if send.deadline is None else send.deadline - monotonic()
         await asyncio.wait({waiter.settled}, timeout=left)
         raise
+    finally:
+        for task in waiter.tasks:
+            if not task.done():
+                hold(task)  # given up on (the deadline): held until it ends
     return send.assemble()
 
 
