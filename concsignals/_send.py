@@ -278,10 +278,6 @@ class Send:
         if callback is not None:
             callback()
 
-    def running(self) -> list[int]:
-        with self.lock:
-            return [i for i, s in enumerate(self.state) if s is RUNNING]
-
     # -- assembly ---------------------------------------------------------------
 
     def assemble(self) -> Responses:

@@ -39,11 +39,6 @@ PATIENCE = 0.05
 Job = tuple[int, "Future[Any]", contextvars.Context]
 
 
-def run_call(send: Send, i: int) -> None:
-    """A worker's job: one call through the gate.  Never raises."""
-    call(send, i)
-
-
 def start(send: Send, executor: Executor, slots: range | list[int]) -> list[Job]:
     """Submit one job per slot, in order; a slot whose submit fails gets the
     executor's error as its outcome."""
@@ -62,7 +57,7 @@ def start(send: Send, executor: Executor, slots: range | list[int]) -> list[Job]
                 current = ex
             ctx = contextvars.copy_context()
             try:
-                fut = ex.submit(ctx.run, run_call, send, i)
+                fut = ex.submit(ctx.run, call, send, i)
             except Exception as err:  # shut down, broken: this slot's outcome
                 refused(send, i, err)
                 continue
@@ -92,10 +87,6 @@ def steal(send: Send, jobs: list[Job]) -> None:
             ctx.run(call, send, i)
 
 
-def nested(send: Send, executor: Executor) -> bool:
-    return executors.running_on(executor)
-
-
 def run(send: Send, executor: Executor) -> None:
     """Run ``send`` on an in-process executor; outcomes land in ``send``."""
     done = threading.Lock()
@@ -103,7 +94,7 @@ def run(send: Send, executor: Executor) -> None:
     send.on_settled = done.release
     try:
         jobs = start(send, executor, range(len(send.entries)))
-        if nested(send, executor):
+        if executors.running_on(executor):
             steal(send, jobs)
         wait(send, done, jobs)
     except BaseException:
