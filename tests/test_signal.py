@@ -38,6 +38,12 @@ class Sender:
     pass
 
 
+def stored(sig: Signal) -> list[Any]:
+    """Every entry the signal's state holds, tombstones included."""
+    st = sig._snapshot.state
+    return [*st.anylog, *(e for r in st.routes.values() for e in r.own)]
+
+
 # -- calling convention and results ------------------------------------------
 
 
@@ -198,7 +204,7 @@ def test_connect_is_idempotent_per_receiver_and_sender():
         sig.connect(r, sender=s2)
     assert sig.send(sender=None) == [(r, "r")]
     assert sig.send(sender=s1) == [(r, "r"), (r, "r")]
-    assert len(sig._snapshot.entries) == 3
+    assert len(stored(sig)) == 3
 
 
 def test_connect_is_idempotent_per_dispatch_uid():
@@ -304,7 +310,7 @@ def test_a_non_weakrefable_sender_is_held_only_while_connected():
     sig.disconnect(r, sender=s)
     gc.collect()
     assert len(gc.get_referrers(s)) == base
-    assert sig._snapshot.routes == {}
+    assert sig._snapshot.state.routes == {}
 
 
 @pytest.mark.parametrize("use_caching", [False, True])
@@ -346,7 +352,7 @@ def test_a_dead_senders_receivers_never_reach_an_object_that_reuses_its_id():
     # Connecting for the newcomer prunes the stale route and starts afresh.
     sig.connect(r, sender=newcomer)
     assert sig.send(sender=newcomer) == [(r, "for-dead-sender")]
-    assert len(sig._snapshot.entries) == 1
+    assert len(stored(sig)) == 1
 
 
 def test_id_reuse_is_safe_even_before_the_death_is_noticed():
@@ -356,7 +362,7 @@ def test_id_reuse_is_safe_even_before_the_death_is_noticed():
     sig.connect(r, sender=s)
     old_id = id(s)
     del s
-    sig._notice.pending = False  # as if the weakref callback had not run yet
+    sig._deaths.clear()  # as if the weakref callback had not run yet
     newcomer = new_object_reusing_id(Sender, old_id)
     assert sig.send(sender=newcomer) == []
     assert sig.disconnect(r, sender=newcomer) is False
@@ -422,31 +428,58 @@ def test_a_disconnected_strong_receiver_is_released_even_while_sends_run():
     assert sig.disconnect(ref())
     gc.collect()
     assert ref() is None
-    assert in_flight.entries[0].get() is None
+    assert in_flight.state.anylog[0].get() is None
 
 
-def test_dead_entries_are_pruned_by_the_next_write():
+def test_dead_entries_are_compacted_by_a_write_once_they_pass_half():
     sig = Signal()
-    doomed = [make_receiver(i) for i in range(10)]
-    for r in doomed:
+    keep = [make_receiver(("keep", i)) for i in range(40)]
+    doomed = [make_receiver(i) for i in range(60)]
+    for r in [*keep, *doomed]:
         sig.connect(r)
-    keep = make_receiver("keep")
     del doomed, r
     gc.collect()
-    assert sig._notice.pending
-    sig.connect(keep)
-    assert [e.get() for e in sig._snapshot.entries] == [keep]
-    assert not sig._notice.pending
+    assert len(sig._deaths) == 60
+    assert len(stored(sig)) == 100  # deaths alone change nothing
+    sig.connect(make_receiver("late"), weak=False)
+    assert len(stored(sig)) == 41
+    assert len(sig._deaths) == 0
+    expected = [*(("keep", i) for i in range(40)), "late"]
+    assert [t for _, t in sig.send(sender=None)] == expected
 
 
-def test_a_send_prunes_dead_entries_when_the_lock_is_free():
+def test_disconnect_churn_is_compacted_and_memory_stays_flat():
     sig = Signal()
-    r = make_receiver("r")
-    sig.connect(r)
-    del r
+    keep = [make_receiver(i) for i in range(10)]
+    for r in keep:
+        sig.connect(r)
+    churn = make_receiver("churn")
+    for _ in range(1000):
+        sig.connect(churn)
+        sig.disconnect(churn)
+        assert len(stored(sig)) <= 2 * (len(keep) + 1) + 16
+    assert [t for _, t in sig.send(sender=None)] == list(range(10))
+
+
+def test_a_send_that_meets_a_dead_receiver_does_not_compact():
+    """Cleanup is the writers' (amortised); a send only refreshes its tuple."""
+    sig = Signal()
+    live = [make_receiver(i) for i in range(100)]
+    for r in live:
+        sig.connect(r)
+    dead = make_receiver("dead")
+    sig.connect(dead)
+    assert len(sig.send(sender=None)) == 100 + 1  # builds the cached tuple
+    cached = sig._snapshot.inline
+    assert cached is not None and len(cached) == 101
+    del dead
     gc.collect()
-    assert sig.send(sender=None) == []
-    assert sig._snapshot.entries == ()
+    assert len(sig.send(sender=None)) == 100  # meets the dead entry
+    assert len(stored(sig)) == 101  # nothing was compacted ...
+    assert sig._snapshot.inline is None  # ... but the next send rebuilds
+    assert len(sig.send(sender=None)) == 100
+    assert len(sig._snapshot.inline) == 100
+    assert len(stored(sig)) == 101
 
 
 def test_the_death_of_a_weak_receiver_never_blocks_on_the_writer_lock():
@@ -649,7 +682,8 @@ def test_a_send_reads_only_its_senders_route():
     for s in senders:
         sig.connect(r, sender=s)
     target = senders[1234]
-    assert sig._snapshot.lookup(target) == sig._snapshot.routes[id(target)].entries
+    route = sig._snapshot.state.routes[id(target)]
+    assert sig._snapshot.lookup(target) == tuple(route.own)
     assert len(sig._snapshot.lookup(target)) == 1
     assert sig.send(sender=target) == [(r, "r")]
 
