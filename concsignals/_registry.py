@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._snapshot import (
     DEAD,
+    AsyncEntry,
     Entry,
     Getter,
     Route,
@@ -134,51 +135,57 @@ def connect_locked(
             existing = st.index.get(key)
         if existing is not None and existing.is_live():
             return True
-        stale = route = created = None
-        if sender is not None:
-            route = st.routes.get(key[-1])
-            if route is None or not route.is_for(sender):
-                stale = route
-                route = created = Route(sender_getter(sender, signal._notice))
-        entry = Entry(
-            key,
-            get,
-            None if route is None else route.sender_get,
-            is_async=is_async,
-            seq=st.seq,
-            hold=hold,
-        )
+        skey = key[-1]
+        cur = None if sender is None else st.routes.get(skey)
+        stale = route = None  # route: the Route the entry is appended to
+        if sender is None:
+            sender_get = None
+        elif cur is None or not cur.is_for(sender):
+            stale = cur  # a dead sender's, whose id() the new one reuses
+            sender_get = sender_getter(sender, signal._notice)
+        else:
+            sender_get = cur.sender_get
+        cls = AsyncEntry if is_async else Entry
+        entry = cls(get, sender_get, st.seq, hold)
         one = (entry,)
         value: Any = entry
         if resolved is not None:
             value = (*[p for p in resolved[0] if p[1] is not existing], (uid, entry))
+        # The sender's route after this write: the entry alone, or a Route.
+        new_route: Route | Entry | None = entry
+        if cur is not None and stale is None:
+            if isinstance(cur, Route):
+                new_route, route = None, cur
+            else:  # its single entry becomes a Route of two
+                assert sender_get is not None
+                new_route = Route(sender_get, [cur, entry], 2)
         tombstones = st.tombstones + (existing is not None)
         live_own = st.live_own
         if stale is not None:
             tombstones += stale.live
             live_own -= stale.live
-        if route is not None:
+        if sender is not None:
             live_own += 1
         live_async = st.live_async + is_async
         new = Snapshot(
             st,
-            base.n_any + (route is None),
+            base.n_any + (sender is None),
             st.seq + 1,
             has_async=live_async > 0,
             routed=live_own > 0,
-            anyone=None if route is None else base._anyone,
+            anyone=None if sender is None else base._anyone,
         )
         if signal._snapshot is not base:
             continue
         # -- commit: stores only (see the module docstring) --------------------
         st.index[key] = value
-        if route is None:
+        if sender is None:
             st.anylog += one
-        else:
-            if created is not None:
-                st.routes[key[-1]] = created
+        elif route is not None:
             route.own += one
             route.live += 1
+        elif new_route is not None:
+            st.routes[skey] = new_route
         st.seq += 1
         st.size += 1
         st.tombstones = tombstones
@@ -213,6 +220,7 @@ def disconnect_locked(
         if entry is None or not entry.is_live():
             return False
         route = None if entry.sender_get is None else st.routes[key[-1]]
+        single = route is entry
         bucket: tuple[Any, ...] = ()
         if resolved is not None:
             bucket = tuple([p for p in resolved[0] if p[1] is not entry])
@@ -244,10 +252,11 @@ def disconnect_locked(
         else:
             del st.index[key]
         if route is not None:
-            route.live = route_live
-            route.cache = None
             if route_live == 0:
                 del st.routes[key[-1]]
+            elif not single:
+                route.live = route_live
+                route.cache = None
         st.size = size
         st.tombstones = tombstones
         st.live_own = live_own
@@ -307,11 +316,12 @@ def rebuilt(st: State) -> State:
     live_own = 0
     for skey, route in st.routes.items():
         own = [e for e in route.own if e.is_live()]
-        if own:
-            r = fresh.routes[skey] = Route(route.sender_get)
-            r.own = own
-            r.live = len(own)
-            live_own += len(own)
+        if len(own) > 1:
+            sender_get: Getter = route.sender_get  # type: ignore[assignment]
+            fresh.routes[skey] = Route(sender_get, own, len(own))
+        elif own:
+            fresh.routes[skey] = own[0]
+        live_own += len(own)
     for key, value in st.index.items():
         if type(value) is tuple:
             pairs = tuple([p for p in value if p[1].is_live()])

@@ -79,7 +79,7 @@ from __future__ import annotations
 import itertools
 import types
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias
 
 Receiver: TypeAlias = Callable[..., Any]
@@ -114,33 +114,47 @@ def sender_id(sender: object) -> Any:
     return id(sender)
 
 
+def same_sender(got: object, sender: object) -> bool:
+    """Whether a route's sender ``got`` (``None`` if dead) is ``sender``:
+    the same object, or a bound method of the same object and function."""
+    if got is sender:
+        return got is not None
+    return (
+        type(sender) is MethodType
+        and type(got) is MethodType
+        and got.__self__ is sender.__self__
+        and got.__func__ is sender.__func__
+    )
+
+
 class Entry:
     """One connection: a receiver, optionally for one sender.
 
-    Immutable but for ``get`` and ``hold`` (see the module docstring).
+    Immutable but for ``get`` and ``hold`` (see the module docstring), and
+    ``cache``.  A sender with a single connection of its own has that entry
+    as its route (``State.routes``), so an entry also answers the route
+    methods ``is_for`` and ``entries_for``.
     """
 
-    __slots__ = ("get", "hold", "is_async", "key", "sender_get", "seq")
+    __slots__ = ("cache", "get", "hold", "sender_get", "seq")
+
+    #: Fixed at connect: :class:`AsyncEntry` for async receivers.
+    is_async = False
+    #: As a route: connected entries of its own (one; see ``Route.live``).
+    live = 1
 
     def __init__(
-        self,
-        key: Any,
-        get: Getter,
-        sender_get: Getter | None,
-        *,
-        is_async: bool,
-        seq: int,
-        hold: object = None,
+        self, get: Getter, sender_get: Getter | None, seq: int, hold: object
     ) -> None:
-        self.key = key
         self.get = get
         #: The strong reference of a ``weak=False`` receiver, else ``None``.
         self.hold = hold
         #: ``None`` for an any-sender connection, else its sender's getter.
         self.sender_get = sender_get
-        self.is_async = is_async
         #: Position in the signal's connection order.
         self.seq = seq
+        #: As a route: ``(anyone tuple, merged tuple)`` or ``None``.
+        self.cache: tuple[tuple[Entry, ...], tuple[Entry, ...]] | None = None
 
     def is_live(self) -> bool:
         """Connected, receiver alive, and sender (if any) alive."""
@@ -148,34 +162,55 @@ class Entry:
             return False
         return self.sender_get is None or self.sender_get() is not None
 
+    @property
+    def own(self) -> tuple[Entry]:
+        """As a route: its entries."""
+        return (self,)
+
+    def is_for(self, sender: object) -> bool:
+        """As a route: whether its sender is ``sender``."""
+        return self.sender_get is not None and same_sender(self.sender_get(), sender)
+
+    def entries_for(self, snap: Snapshot) -> tuple[Entry, ...]:
+        """As a route: what a send through ``snap`` calls, in order."""
+        anyone = snap.anyone()
+        if self.seq >= snap.upto:  # connected after snap
+            return anyone
+        cache = self.cache
+        if cache is not None and cache[0] is anyone:
+            return cache[1]
+        merged = merge(anyone, [self])
+        self.cache = (anyone, merged)
+        return merged
+
     def __repr__(self) -> str:
-        return f"<Entry {self.get()!r} key={self.key!r} seq={self.seq}>"
+        return f"<{type(self).__name__} {self.get()!r} seq={self.seq}>"
+
+
+class AsyncEntry(Entry):
+    """An entry whose receiver is async."""
+
+    __slots__ = ()
+    is_async = True
 
 
 class Route:
-    """One sender's own entries (append-only) and its merged-tuple cache."""
+    """The entries of a sender with more than one connection of its own
+    (append-only), and its merged-tuple cache."""
 
     __slots__ = ("cache", "live", "own", "sender_get")
 
-    def __init__(self, sender_get: Getter) -> None:
+    def __init__(self, sender_get: Getter, own: list[Entry], live: int) -> None:
         self.sender_get = sender_get
-        self.own: list[Entry] = []
+        self.own = own
         #: How many of ``own`` are connected (writers only).
-        self.live = 0
+        self.live = live
         #: ``(anyone tuple, own count, merged tuple)`` or ``None``.
         self.cache: tuple[tuple[Entry, ...], int, tuple[Entry, ...]] | None = None
 
     def is_for(self, sender: object) -> bool:
         """Whether this route's sender is ``sender`` (alive, not an id() reuse)."""
-        got = self.sender_get()
-        if got is sender:
-            return got is not None
-        return (
-            type(sender) is MethodType
-            and type(got) is MethodType
-            and got.__self__ is sender.__self__
-            and got.__func__ is sender.__func__
-        )
+        return same_sender(self.sender_get(), sender)
 
     def entries_for(self, snap: Snapshot) -> tuple[Entry, ...]:
         """What a send through ``snap`` calls for this sender, in order."""
@@ -196,7 +231,7 @@ def _seq(entry: Entry) -> int:
     return entry.seq
 
 
-def merge(anyone: tuple[Entry, ...], own: list[Entry]) -> tuple[Entry, ...]:
+def merge(anyone: tuple[Entry, ...], own: Sequence[Entry]) -> tuple[Entry, ...]:
     """``anyone`` and the live entries of ``own``, by ``seq``."""
     out: list[Entry] = []
     i, n = 0, len(anyone)
@@ -234,8 +269,8 @@ class State:
     def __init__(self) -> None:
         #: Any-sender entries, in connection order.
         self.anylog: list[Entry] = []
-        #: ``sender_id(sender) -> Route``.
-        self.routes: dict[Any, Route] = {}
+        #: ``sender_id(sender) -> Route``, or its single entry.
+        self.routes: dict[Any, Route | Entry] = {}
         #: Lookup key -> entry, or for a dispatch_uid whose ``==`` is user
         #: code, ``(uid, entry)`` pairs by hash (see ``_registry.py``).
         self.index: dict[Any, Any] = {}
