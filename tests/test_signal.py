@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import threading
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -328,7 +330,9 @@ def test_the_signal_never_keeps_a_sender_alive(use_caching):
     assert ref() is None
 
 
-def new_object_reusing_id(cls: type, target_id: int, tries: int = 10_000) -> Any:
+def new_object_reusing_id(
+    cls: Callable[[], Any], target_id: int, tries: int = 10_000
+) -> Any:
     keep = []
     for _ in range(tries):
         obj = cls()
@@ -725,4 +729,191 @@ def test_receiver_decorator_connects_nothing_when_refused():
 
     with pytest.raises(TypeError, match="needs Signal objects"):
         receiver([a, "not a signal"])  # type: ignore[list-item]
+    assert a.receivers == [] and b.receivers == []
+
+
+# -- snapshots stay what they were ------------------------------------------------
+
+
+def test_an_old_snapshot_never_sees_later_connections():
+    """Writes append to lists an old snapshot shares; its bounds hide them."""
+    sig = Signal()
+    s = Sender()
+    a, b, c, d = (make_receiver(t) for t in "abcd")
+    sig.connect(a)
+    sig.connect(b, sender=s)
+    old = sig._snapshot
+    assert [e.get() for e in old.lookup(s)] == [a, b]
+    sig.connect(c, sender=s)  # b's single-entry route becomes a Route of two
+    sig.connect(d)
+    assert [e.get() for e in old.lookup(s)] == [a, b]
+    assert [e.get() for e in old.lookup(None)] == [a]
+    assert [e.get() for e in sig._snapshot.lookup(s)] == [a, b, c, d]
+    assert [r for r, _ in sig.send(sender=s)] == [a, b, c, d]
+
+
+def test_a_disconnect_keeps_the_senders_merged_order():
+    sig = Signal()
+    s = Sender()
+    rs = [make_receiver(i) for i in range(6)]
+    for i, r in enumerate(rs):
+        sig.connect(r, sender=s if i % 2 else None)
+    assert [t for _, t in sig.send(sender=s)] == [0, 1, 2, 3, 4, 5]
+    sig.disconnect(rs[3], sender=s)
+    sig.disconnect(rs[2])
+    assert [t for _, t in sig.send(sender=s)] == [0, 1, 4, 5]
+    assert [t for _, t in sig.send(sender=None)] == [0, 4]
+
+
+# -- bound-method senders (Django parity) ------------------------------------------
+
+
+def test_a_bound_method_sender_is_its_object_and_function():
+    sig = Signal()
+    h, other = Holder("h"), Holder("other")
+    r = make_receiver("r")
+    sig.connect(r, sender=h.method)  # each access makes a new method object
+    assert sig.send(sender=h.method) == [(r, "r")]
+    assert sig.has_listeners(h.method)
+    assert sig.send(sender=other.method) == []
+    assert sig.send(sender=h.__call__) == []
+    assert sig.send(sender=h) == []
+    sig.connect(r, sender=h.method)  # idempotent
+    assert sig.send(sender=h.method) == [(r, "r")]
+    assert sig.disconnect(r, sender=h.method)
+    assert sig.send(sender=h.method) == []
+
+
+def test_a_bound_method_sender_is_not_kept_alive_nor_reached_by_id_reuse():
+    sig = Signal()
+    r = make_receiver("r")
+    h = Holder("h")
+    alive = weakref.ref(h)
+    sig.connect(r, sender=h.method)
+    old_id = id(h)
+    del h
+    gc.collect()
+    assert alive() is None
+    newcomer = new_object_reusing_id(lambda: Holder("new"), old_id)
+    assert sig.send(sender=newcomer.method) == []
+    assert not sig.has_listeners(newcomer.method)
+
+
+# -- no user code under the writer lock ---------------------------------------------
+
+
+def lock_held(sig: Signal) -> bool:
+    lock = sig._lock
+    return bool(lock._is_owned()) if hasattr(lock, "_is_owned") else lock.locked()
+
+
+class Finalized:
+    """A strong receiver that records, when it is freed, whether its signal's
+    writer lock was held by the freeing thread."""
+
+    def __init__(self, sig: Signal, log: list[bool]) -> None:
+        self.sig, self.log = sig, log
+
+    def __call__(self, sender: object, **kwargs: Any) -> str:
+        return "finalized"
+
+    def __del__(self) -> None:
+        self.log.append(lock_held(self.sig))
+
+
+def test_a_strong_receiver_is_freed_after_disconnect_releases_the_lock():
+    sig, log = Signal(), []
+    sig.connect(Finalized(sig, log), weak=False, dispatch_uid="f")
+    assert sig.disconnect(dispatch_uid="f")
+    assert log == [False]
+
+
+def test_a_strong_receiver_of_a_dead_sender_is_freed_outside_the_lock():
+    """Compaction drops it (its sender died); the old state goes after the lock."""
+    sig, log = Signal(), []
+    for _ in range(40):
+        sig.connect(Finalized(sig, log), sender=Sender(), weak=False)
+    for _ in range(40):
+        sig.connect(make_receiver("x"), weak=False)
+    gc.collect()
+    assert len(log) >= 20
+    assert not any(log)
+
+
+def test_a_strong_receiver_replaced_at_connect_is_freed_outside_the_lock():
+    sig, log = Signal(), []
+    s = Sender()
+    sig.connect(Finalized(sig, log), sender=s, weak=False, dispatch_uid="u")
+    old_id = id(s)
+    del s  # its entry is dead; a newcomer with its id gets the same key
+    newcomer = new_object_reusing_id(Sender, old_id)
+    sig._deaths.clear()  # no compaction first: the connect replaces the entry
+    sig.connect(make_receiver("new"), sender=newcomer, weak=False, dispatch_uid="u")
+    gc.collect()
+    assert log == [False]
+    assert [t for _, t in sig.send(sender=newcomer)] == ["new"]
+
+
+def test_a_dispatch_uid_is_hashed_and_compared_outside_the_lock():
+    sig = Signal()
+    calls: list[tuple[str, bool]] = []
+
+    class Uid:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def __hash__(self) -> int:
+            calls.append(("hash", lock_held(sig)))
+            return 42  # all collide: every lookup must compare
+
+        def __eq__(self, other: object) -> bool:
+            calls.append(("eq", lock_held(sig)))
+            return isinstance(other, Uid) and other.name == self.name
+
+    a, b = make_receiver("a"), make_receiver("b")
+    sig.connect(a, dispatch_uid=Uid("x"))
+    sig.connect(b, dispatch_uid=Uid("x"))  # equal uid: already connected
+    sig.connect(b, dispatch_uid=Uid("y"))
+    assert [t for _, t in sig.send(sender=None)] == ["a", "b"]
+    assert sig.disconnect(dispatch_uid=Uid("x"))
+    assert not sig.disconnect(dispatch_uid=Uid("x"))
+    assert [t for _, t in sig.send(sender=None)] == ["b"]
+    assert ("eq", False) in calls and ("hash", False) in calls
+    assert ("eq", True) not in calls and ("hash", True) not in calls
+
+
+@pytest.mark.timeout(60)
+def test_two_signals_torn_down_in_opposite_order_from_two_threads_complete():
+    """A's strong receiver, when freed, disconnects from B; B's from A.  Two
+    threads disconnect them at once.  With a finalizer run under the writer
+    lock, each thread would hold its signal's lock and wait for the other's."""
+    a, b = Signal(), Signal()
+    both_inside = threading.Barrier(2, timeout=5)
+
+    class Owner:
+        def __init__(self, other: Signal, uid: str) -> None:
+            self.other, self.uid = other, uid
+
+        def __call__(self, sender: object, **kwargs: Any) -> None:
+            pass
+
+        def __del__(self) -> None:
+            with contextlib.suppress(threading.BrokenBarrierError):
+                both_inside.wait()
+            self.other.disconnect(dispatch_uid=self.uid)
+
+    a.connect(Owner(b, "b-side"), weak=False, dispatch_uid="owner")
+    b.connect(Owner(a, "a-side"), weak=False, dispatch_uid="owner")
+    a.connect(make_receiver("a-side"), weak=False, dispatch_uid="a-side")
+    b.connect(make_receiver("b-side"), weak=False, dispatch_uid="b-side")
+    threads = [
+        threading.Thread(target=sig.disconnect, kwargs={"dispatch_uid": "owner"})
+        for sig in (a, b)
+    ]
+    for t in threads:
+        t.daemon = True  # if they deadlock, let the test process still exit
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert not any(t.is_alive() for t in threads), "deadlock"
     assert a.receivers == [] and b.receivers == []
