@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .cases import Case, register, timing_samples
-from .churn import Handler, Pair, attribute, churn_timer
 from .harness import Settings, Timer, cpu_clock
 from .peers import LIBRARIES, Sender, django_signal, make_positional_receiver
 from .peers import make_receiver as make_function
+
+if TYPE_CHECKING:
+    from .churn import Pair
+
 from .report import TIMING_HEADERS, CaseResult, Table, Target, fmt_ratio, timing_rows
 
 SIZES = (1_000, 10_000, 20_000, 50_000)
@@ -183,6 +186,9 @@ def sizes(settings: Settings) -> tuple[int, ...]:
 
 
 def groups(settings: Settings, keep: list[object]) -> dict[str, dict[str, Timer]]:
+    # Imported here: cases.py imports this module, and churn imports cases.
+    from .churn import Handler, attribute, churn_timer
+
     found: dict[str, dict[str, Timer]] = {}
     plans = [
         (f"{mode}/{n}", n, mode) for mode in ("any", "sender") for n in sizes(settings)

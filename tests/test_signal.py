@@ -746,7 +746,10 @@ def test_an_old_snapshot_never_sees_later_connections():
     assert [e.get() for e in old.lookup(s)] == [a, b]
     sig.connect(c, sender=s)  # b's single-entry route becomes a Route of two
     sig.connect(d)
+    t = Sender()
+    sig.connect(c, sender=t)  # t's first connection: a single-entry route
     assert [e.get() for e in old.lookup(s)] == [a, b]
+    assert [e.get() for e in old.lookup(t)] == [a]
     assert [e.get() for e in old.lookup(None)] == [a]
     assert [e.get() for e in sig._snapshot.lookup(s)] == [a, b, c, d]
     assert [r for r, _ in sig.send(sender=s)] == [a, b, c, d]
