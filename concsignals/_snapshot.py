@@ -86,6 +86,8 @@ Receiver: TypeAlias = Callable[..., Any]
 Getter: TypeAlias = Callable[[], Any]
 LookupKey: TypeAlias = tuple[Any, Any]
 MethodType = types.MethodType
+#: A route's cached merged tuple, tagged with what it was built from.
+Cache: TypeAlias = "tuple[tuple[Entry, ...], int, tuple[Entry, ...]]"
 
 #: The getter of a disconnected entry: always ``None``.
 DEAD: Getter = itertools.repeat(None).__next__
@@ -153,8 +155,8 @@ class Entry:
         self.sender_get = sender_get
         #: Position in the signal's connection order.
         self.seq = seq
-        #: As a route: ``(anyone tuple, merged tuple)`` or ``None``.
-        self.cache: tuple[tuple[Entry, ...], tuple[Entry, ...]] | None = None
+        #: As a route: ``(anyone tuple, upto, merged tuple)``, or ``None``.
+        self.cache: Cache | None = None
 
     def is_live(self) -> bool:
         """Connected, receiver alive, and sender (if any) alive."""
@@ -176,11 +178,8 @@ class Entry:
         anyone = snap.anyone()
         if self.seq >= snap.upto:  # connected after snap
             return anyone
-        cache = self.cache
-        if cache is not None and cache[0] is anyone:
-            return cache[1]
         merged = merge(anyone, [self])
-        self.cache = (anyone, merged)
+        self.cache = (anyone, snap.upto, merged)
         return merged
 
     def __repr__(self) -> str:
@@ -205,8 +204,9 @@ class Route:
         self.own = own
         #: How many of ``own`` are connected (writers only).
         self.live = live
-        #: ``(anyone tuple, own count, merged tuple)`` or ``None``.
-        self.cache: tuple[tuple[Entry, ...], int, tuple[Entry, ...]] | None = None
+        #: ``(anyone tuple, upto, merged tuple)``: the merged tuple and the
+        #: inputs it was built from (see :meth:`Snapshot.lookup`), or ``None``.
+        self.cache: Cache | None = None
 
     def is_for(self, sender: object) -> bool:
         """Whether this route's sender is ``sender`` (alive, not an id() reuse)."""
@@ -219,11 +219,8 @@ class Route:
         k = len(own)
         while k and own[k - 1].seq >= snap.upto:  # appended after snap
             k -= 1
-        cache = self.cache
-        if cache is not None and cache[0] is anyone and cache[1] == k:
-            return cache[2]
         merged = merge(anyone, own[:k])
-        self.cache = (anyone, k, merged)
+        self.cache = (anyone, snap.upto, merged)
         return merged
 
 
@@ -353,8 +350,14 @@ class Snapshot:
         else:
             key = id(sender)
         route = self.state.routes.get(key)
-        if route is None or not route.is_for(sender):
+        if route is None:
             return self.anyone()
+        got = route.sender_get()  # type: ignore[misc]
+        if got is not sender and not same_sender(got, sender):
+            return self.anyone()  # a dead sender's route, its id() reused
+        cache = route.cache
+        if cache is not None and cache[1] == self.upto and cache[0] is self._anyone:
+            return cache[2]
         return route.entries_for(self)
 
 
