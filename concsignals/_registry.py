@@ -193,6 +193,8 @@ def connect_locked(
         st.live_async = live_async
         signal._snapshot = new
         # -- committed ---------------------------------------------------------
+        if isinstance(stale, Entry):
+            stale.cache = None  # its merged tuple holds it: break the cycle
         released += [base, stale, resolved]
         return True
 
@@ -254,6 +256,7 @@ def disconnect_locked(
         if route is not None:
             if route_live == 0:
                 del st.routes[key[-1]]
+                entry.cache = None  # a single entry's merged tuple holds it
             elif not single:
                 route.live = route_live
                 route.cache = None
@@ -275,8 +278,11 @@ def garbage(signal: Signal, st: State) -> int:
     return st.tombstones + len(signal._deaths)
 
 
-def compacted_locked(signal: Signal, released: list[object]) -> Snapshot:
-    """The current snapshot, first compacted if garbage passed half of it.
+def compacted_locked(
+    signal: Signal, released: list[object], *, deaths_only: bool = False
+) -> Snapshot:
+    """The current snapshot, first compacted if garbage passed half of it
+    (with ``deaths_only``: if any death was reported).
 
     O(entries held), and only after at least half as many garbage-making
     events since the last compaction: O(1) amortised per write.
@@ -286,7 +292,10 @@ def compacted_locked(signal: Signal, released: list[object]) -> Snapshot:
         st = base.state
         reported = len(signal._deaths)
         waste = st.tombstones + reported
-        if waste < MIN_GARBAGE or 2 * waste <= st.size:
+        if deaths_only:
+            if not reported:
+                return base
+        elif waste < MIN_GARBAGE or 2 * waste <= st.size:
             return base
         fresh = rebuilt(st)
         new = Snapshot(
@@ -315,6 +324,8 @@ def rebuilt(st: State) -> State:
     fresh.anylog = [e for e in st.anylog if e.is_live()]
     live_own = 0
     for skey, route in st.routes.items():
+        if isinstance(route, Entry) and not route.is_live():
+            route.cache = None  # its merged tuple holds it: break the cycle
         own = [e for e in route.own if e.is_live()]
         if len(own) > 1:
             sender_get: Getter = route.sender_get  # type: ignore[assignment]

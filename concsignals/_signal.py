@@ -168,8 +168,17 @@ class Signal:
     def receivers(self) -> list[Receiver]:
         """The live receivers, in connection order (a new list each time).
 
-        Lock-free: reads one snapshot.
+        Reads one snapshot.  O(n) anyway, so if deaths were reported and
+        the writer lock is free right now, it first compacts them away (which
+        releases a ``weak=False`` receiver whose sender died); never blocks.
         """
+        released: list[object] = []
+        if self._deaths and self._lock.acquire(blocking=False):
+            try:
+                _registry.compacted_locked(self, released, deaths_only=True)
+            finally:
+                self._lock.release()
+        released.clear()  # after the lock: may run a receiver's __del__
         entries = self._snapshot.entries
         return [r for e in entries if e.is_live() and (r := e.get()) is not None]
 

@@ -26,8 +26,9 @@ a send needs it and cached:
   own live entries and no receiver is async);
 - :meth:`Route.entries_for`: a sender's own entries merged with those, by
   ``seq``, cached on the route and tagged with the inputs it was built from (the
-  ``anyone`` tuple and how many own entries it saw).  A tag that does not match
-  is a cache miss, so invalidation is free.
+  ``anyone`` tuple and the snapshot's ``upto``).  A tag that does not match is a
+  cache miss, so invalidation is free.  (A sender with a single entry of its
+  own has that entry as its route: it answers the same methods.)
 
 Building one costs O(receivers the send calls), never O(registry).  Entries
 that are dead or disconnected when a tuple is built are left out.
