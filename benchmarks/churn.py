@@ -15,6 +15,7 @@ from .cases import Case, register, timing_samples
 from .harness import Samples, Settings, Timer, cpu_clock
 from .peers import (
     LIBRARIES,
+    Sender,
     django_signal,
     make_positional_receiver,
     make_receiver,
@@ -154,6 +155,57 @@ def memory_growth(name: str, cycles: int) -> int:
     return after - before
 
 
+#: (label, senders with one receiver of their own, any-sender receivers,
+#: receivers per sender).
+MIXES = (
+    ("10,000 senders + 100 any-sender", 10_000, 100, 1),
+    ("1,000 senders x 10 + 100 any-sender", 1_000, 100, 10),
+    ("10,000 any-sender", 0, 10_000, 1),
+)
+MIXES_QUICK = (("2,000 senders + 100 any-sender", 2_000, 100, 1),)
+PER_CONNECTION_TARGET = 450
+
+
+def memory_per_connection(name: str, senders: int, anyone: int, each: int) -> float:
+    """Traced bytes per connection of a signal holding this mix (weak
+    function receivers, made before measuring; so are the senders)."""
+    import blinker
+    from pydispatch import dispatcher
+
+    import concsignals
+
+    objs = [Sender() for _ in range(senders)]
+    functions = [make_receiver() for _ in range(senders * each + anyone)]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        sig: Any = {
+            "concsignals": concsignals.Signal,
+            "django": django_signal,
+            "blinker": blinker.Signal,
+            "pydispatcher": object,
+        }[name]()
+        rs = iter(functions)
+        for s in objs:
+            for _ in range(each):
+                if name == "pydispatcher":
+                    dispatcher.connect(next(rs), signal=sig, sender=s)
+                else:
+                    sig.connect(next(rs), sender=s)
+        for r in rs:
+            if name == "pydispatcher":
+                dispatcher.connect(r, signal=sig)
+            else:
+                sig.connect(r)
+        gc.collect()
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    del sig
+    return (after - before) / len(functions)
+
+
 def run(settings: Settings) -> CaseResult:
     samples = timing_samples(CASE, settings)
     cycles = CYCLES_QUICK if settings.quick else CYCLES_FULL
@@ -183,6 +235,28 @@ def run(settings: Settings) -> CaseResult:
                 [name, fmt_bytes(growth[name]), f"{growth[name] / cycles:.1f} B"]
                 for name in LIBRARIES
             ],
+        )
+    )
+    mixes = MIXES_QUICK if settings.quick else MIXES
+    names = ("concsignals", "django", "blinker", "pydispatcher")
+    per = {
+        (label, name): memory_per_connection(name, senders, anyone, each)
+        for label, senders, anyone, each in mixes
+        for name in names
+    }
+    result.tables.append(
+        Table(
+            "memory per connection (weak function receivers)",
+            ["mix", *names],
+            [[m[0], *(f"{per[m[0], n]:.0f} B" for n in names)] for m in mixes],
+        )
+    )
+    worst = max(per[m[0], "concsignals"] for m in mixes)
+    result.targets.append(
+        Target(
+            f"memory per connection <= {PER_CONNECTION_TARGET} B in every mix",
+            f"{worst:.0f} B at most",
+            worst <= PER_CONNECTION_TARGET,
         )
     )
     result.targets.append(

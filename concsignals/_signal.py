@@ -1,31 +1,33 @@
 """Signal and receiver(): the writer side and the send entry points.
 
-Writers (connect, disconnect, pruning of dead weak references) serialise on
-``Signal._lock`` and publish a new :class:`~concsignals._snapshot.Snapshot` with
-one attribute write.  Senders never take the lock: they read ``_snapshot``
-once and run it (see ``_snapshot.py`` for the memory-model assumptions).
+Writers (connect, disconnect, compaction) serialise on ``Signal._lock`` and
+publish a new :class:`~concsignals._snapshot.Snapshot` with one attribute
+write (see ``_registry.py`` for a write step by step).  Senders never take the
+lock: they read ``_snapshot`` once and run it (see ``_snapshot.py`` for the
+memory-model assumptions).
 
 Locking rules
 -------------
-``Signal._lock`` guards the *replacement* of ``Signal._snapshot`` and the
-one-way ``Entry.get -> DEAD`` transition of a disconnected entry.  Nothing
-else.  While it is held:
+``Signal._lock`` guards the writers' state: replacing ``Signal._snapshot``,
+appending to and marking entries in its :class:`~concsignals._snapshot.State`,
+and the one-way ``Entry.get -> DEAD`` transition.  Nothing else.  While it is
+held:
 
 * no user code is called: receivers are inspected (``callable``, signature,
-  ``hasattr``) and weak references are made before it is taken, and no
-  receiver is called;
+  ``hasattr``), weak references are made and ``dispatch_uid`` is hashed and
+  compared before it is taken; references a write drops (a ``weak=False``
+  receiver, a uid, a sender held strongly) are dropped after it is released,
+  so no ``__del__`` runs under it;
 * nothing blocks but the lock itself.
 
 One exception no library can rule out: an allocation may start the garbage
-collector, which may run a user's ``__del__`` right here, and that ``__del__``
-may connect or disconnect on this very signal.  So the lock is reentrant, and
-every writer publishes with :meth:`Signal._publish_locked`, which refuses if
-the snapshot changed under it; the writer then rebuilds on the new snapshot.
-The nested write is neither deadlocked nor lost.
+collector, which may run some unrelated ``__del__`` right here, and that
+``__del__`` may connect or disconnect on this very signal.  So the lock is
+reentrant, and a write commits only if the snapshot it started from is still
+current; otherwise it starts again on top of the nested write.
 
-Weak-reference callbacks never take the lock (``DeathNotice`` only sets a
-flag); readers only ever *try* it (``blocking=False``) to prune dead entries,
-so a send never waits for a writer.
+Weak-reference callbacks never take the lock (they append to a queue); readers
+only ever *try* it (``blocking=False``), so a send never waits for a writer.
 """
 
 from __future__ import annotations
@@ -37,21 +39,10 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import Executor, Future
 from typing import Any, ClassVar, TypeVar
 
-from . import _inline, _run
+from . import _inline, _registry, _run
 from ._callables import is_async_receiver
 from ._send import Send
-from ._snapshot import (
-    EMPTY,
-    DeathNotice,
-    Entry,
-    LookupKey,
-    Receiver,
-    Snapshot,
-    build,
-    receiver_getter,
-    receiver_id,
-    sender_getter,
-)
+from ._snapshot import Entry, Receiver, Snapshot, empty, receiver_getter
 from ._view import SignalView
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -77,15 +68,18 @@ class Signal:
     ) -> None:
         self.use_caching = use_caching
         self._executor = executor
-        # Guards replacing _snapshot and marking entries DEAD; see the module
-        # docstring.  Readers read _snapshot without it: one attribute read of
-        # an immutable object.  Reentrant for the garbage collector's sake
-        # only: see _publish_locked.
+        # Guards the writers' state; see the module docstring.  Readers read
+        # _snapshot without it: one attribute read of an immutable view.
+        # Reentrant for the garbage collector's sake only (see _registry.py).
         self._lock = threading.RLock()
-        self._snapshot: Snapshot = EMPTY
-        # Set by weak-reference callbacks (any thread, inside the GC); read and
-        # cleared by writers under _lock.
-        self._notice = DeathNotice()
+        self._snapshot: Snapshot = empty()
+        # Weak-reference callbacks (any thread, inside the GC) append the dead
+        # reference here; compaction pops what it counted (_snapshot.py, 4).
+        self._deaths = _registry.new_deaths()
+        self._notice = self._deaths.append
+        # len(_deaths) when a send last refreshed the snapshot's cached tuples
+        # (written under _lock, read without it).
+        self._dead_seen = 0
 
     def __repr__(self) -> str:
         return f"<{type(self).__qualname__} at {id(self):#x}>"
@@ -101,34 +95,32 @@ class Signal:
     ) -> None:
         """Connect ``receiver`` to this signal, for ``sender`` or (``None``) any.
 
-        Idempotent per (``dispatch_uid`` or receiver, sender).  A receiver that
-        is not callable, lacks ``**kwargs`` or cannot be weakly referenced
-        (with ``weak=True``) is refused and nothing changes.
+        Idempotent per (``dispatch_uid`` or receiver, sender).  A bound method
+        sender is identified by its object and function, as in Django.  A
+        receiver that is not callable, lacks ``**kwargs`` or cannot be weakly
+        referenced (with ``weak=True``) is refused and nothing changes.
 
-        Concurrency: atomic.  A send that begins after ``connect`` returns calls
-        the receiver; a send already under way does not.
+        Concurrency: atomic, O(1) amortised.  A send that begins after
+        ``connect`` returns calls the receiver; a send already under way does
+        not.
         """
         check_receiver(receiver)
         is_async = is_async_receiver(receiver)
         get, hold = receiver_getter(receiver, weak, self._notice)
-        key = _lookup_key(receiver, sender, dispatch_uid)
-        with self._lock:
-            while True:  # again if a finalizer wrote meanwhile: see _publish_locked
-                snap = base = self._fresh_locked(sender)
-                existing = snap.by_key.get(key)
-                if existing is not None:
-                    if existing.is_live():
-                        return
-                    snap = snap.without(existing)  # dead; its id() was reused
-                sender_get = None
-                if sender is not None:
-                    route = snap.routes.get(key[1])
-                    sender_get = sender_getter(sender, route, self._notice)
-                entry = Entry(key, get, sender_get, is_async=is_async, hold=hold)
-                if self._publish_locked(base, snap.with_entry(entry)):
-                    if existing is not None:
-                        existing.retire()
-                    return
+        key = _registry.lookup_key(receiver, sender, dispatch_uid)
+        released: list[object] = []
+        while True:  # again only if another writer changed this uid's bucket
+            resolved = None
+            if _registry.is_bucket_key(key):
+                resolved = _registry.resolve_uid(self, key, dispatch_uid)
+            with self._lock:
+                done = _registry.connect_locked(
+                    self, key, get, hold, sender, is_async, dispatch_uid,
+                    resolved, released,
+                )  # fmt: skip
+            if done:
+                return
+        # ``released`` is dropped here, after the lock: see _registry.py
 
     def disconnect(
         self,
@@ -138,77 +130,39 @@ class Signal:
     ) -> bool:
         """Disconnect a receiver; return whether one was connected.
 
-        Concurrency: atomic.  Once it returns, no send calls the receiver
-        again, not even a send already under way that has not reached it yet.
-        A call already begun runs to its end, and so does a call already
-        handed to an out-of-process executor (processes, Dask), which cannot
-        be recalled from the worker.
+        Concurrency: atomic, O(1) amortised.  Once it returns, no send calls
+        the receiver again, not even a send already under way that has not
+        reached it yet.  A call already begun runs to its end, and so does a
+        call already handed to an out-of-process executor (processes, Dask),
+        which cannot be recalled from the worker.  A ``weak=False`` receiver
+        is released after the writer lock is, so its ``__del__`` may write to
+        any signal.
         """
-        key = _lookup_key(receiver, sender, dispatch_uid)
-        with self._lock:
-            while True:  # again if a finalizer wrote meanwhile: see _publish_locked
-                snap = self._fresh_locked(sender)
-                entry = snap.by_key.get(key)
-                if entry is None:
-                    return False
-                if not entry.is_live():
-                    self._prune_locked()
-                    return False
-                if self._publish_locked(snap, snap.without(entry)):
-                    entry.retire()
-                    return True
-
-    def _publish_locked(self, base: Snapshot, new: Snapshot) -> bool:
-        """Publish ``new``, built from ``base``, unless a nested write came first.
-
-        Building a snapshot allocates, an allocation may run the garbage
-        collector, and the collector may run a user's ``__del__`` that connects
-        or disconnects on this signal, in this thread, while we hold the
-        (reentrant) lock.  That nested write completes; then ``_snapshot`` is
-        no longer ``base`` and the caller must rebuild on top of it rather
-        than lose it.  The check and the store allocate nothing, so no
-        collection can slip between them.
-        """
-        if self._snapshot is not base:
-            return False
-        self._snapshot = new
-        return True
-
-    def _fresh_locked(self, sender: object) -> Snapshot:
-        """The current snapshot, pruned of dead entries if any died.
-
-        Also prunes when ``sender`` reuses the ``id()`` of a dead sender that
-        still has a route, even if its death was not noticed yet.
-        """
-        snap = self._snapshot
-        if not self._notice.pending and sender is not None:
-            route = snap.routes.get(id(sender))
-            if route is None or route.sender_get() is sender:
-                return snap
-        elif not self._notice.pending:
-            return snap
-        return self._prune_locked()
-
-    def _prune_locked(self) -> Snapshot:
-        while True:
-            # Clear the flag first: a death during the scan sets it again.
-            self._notice.pending = False
-            snap = self._snapshot
-            live = [e for e in snap.entries if e.is_live()]
-            if len(live) == len(snap.entries):
-                return snap
-            pruned = build(live)
-            if self._publish_locked(snap, pruned):
-                for entry in snap.entries:
-                    if not entry.is_live():
-                        entry.retire()
-                return pruned
+        key = _registry.lookup_key(receiver, sender, dispatch_uid)
+        released: list[object] = []
+        while True:  # again only if another writer changed this uid's bucket
+            resolved = None
+            if _registry.is_bucket_key(key):
+                resolved = _registry.resolve_uid(self, key, dispatch_uid)
+            with self._lock:
+                found = _registry.disconnect_locked(self, key, resolved, released)
+            if found is not None:
+                return found
 
     def _collect_dead(self) -> None:
-        """Prune dead entries if the lock is free right now; never blocks."""
-        if self._notice.pending and self._lock.acquire(blocking=False):
+        """A send met a dead entry: have later sends rebuild their tuples
+        without it.  O(1); never blocks (skips if a writer holds the lock).
+
+        Freeing memory is left to the writers' compaction, so a send never
+        does work proportional to the registry.
+        """
+        if len(self._deaths) > self._dead_seen and self._lock.acquire(blocking=False):
             try:
-                self._prune_locked()
+                base = self._snapshot
+                fresh = base.refreshed()
+                if self._snapshot is base:
+                    self._snapshot = fresh
+                    self._dead_seen = len(self._deaths)
             finally:
                 self._lock.release()
 
@@ -218,9 +172,17 @@ class Signal:
     def receivers(self) -> list[Receiver]:
         """The live receivers, in connection order (a new list each time).
 
-        Lock-free; prunes dead entries only if the writer lock is free.
+        Reads one snapshot.  O(n) anyway, so if deaths were reported and
+        the writer lock is free right now, it first compacts them away (which
+        releases a ``weak=False`` receiver whose sender died); never blocks.
         """
-        self._collect_dead()
+        released: list[object] = []
+        if self._deaths and self._lock.acquire(blocking=False):
+            try:
+                _registry.compacted_locked(self, released, deaths_only=True)
+            finally:
+                self._lock.release()
+        released.clear()  # after the lock: may run a receiver's __del__
         entries = self._snapshot.entries
         return [r for e in entries if e.is_live() and (r := e.get()) is not None]
 
@@ -375,15 +337,6 @@ class Signal:
         from ._async import run_private
 
         return run_private(make)
-
-
-def _lookup_key(
-    receiver: Receiver | None, sender: object, dispatch_uid: object
-) -> LookupKey:
-    sender_key = None if sender is None else id(sender)
-    if dispatch_uid is not None:
-        return (("uid", dispatch_uid), sender_key)
-    return (receiver_id(receiver), sender_key)
 
 
 def check_receiver(receiver: object) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import threading
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -36,6 +38,12 @@ class Holder:
 
 class Sender:
     pass
+
+
+def stored(sig: Signal) -> list[Any]:
+    """Every entry the signal's state holds, tombstones included."""
+    st = sig._snapshot.state
+    return [*st.anylog, *(e for r in st.routes.values() for e in r.own)]
 
 
 # -- calling convention and results ------------------------------------------
@@ -198,7 +206,7 @@ def test_connect_is_idempotent_per_receiver_and_sender():
         sig.connect(r, sender=s2)
     assert sig.send(sender=None) == [(r, "r")]
     assert sig.send(sender=s1) == [(r, "r"), (r, "r")]
-    assert len(sig._snapshot.entries) == 3
+    assert len(stored(sig)) == 3
 
 
 def test_connect_is_idempotent_per_dispatch_uid():
@@ -304,7 +312,7 @@ def test_a_non_weakrefable_sender_is_held_only_while_connected():
     sig.disconnect(r, sender=s)
     gc.collect()
     assert len(gc.get_referrers(s)) == base
-    assert sig._snapshot.routes == {}
+    assert sig._snapshot.state.routes == {}
 
 
 @pytest.mark.parametrize("use_caching", [False, True])
@@ -322,7 +330,9 @@ def test_the_signal_never_keeps_a_sender_alive(use_caching):
     assert ref() is None
 
 
-def new_object_reusing_id(cls: type, target_id: int, tries: int = 10_000) -> Any:
+def new_object_reusing_id(
+    cls: Callable[[], Any], target_id: int, tries: int = 10_000
+) -> Any:
     keep = []
     for _ in range(tries):
         obj = cls()
@@ -346,7 +356,7 @@ def test_a_dead_senders_receivers_never_reach_an_object_that_reuses_its_id():
     # Connecting for the newcomer prunes the stale route and starts afresh.
     sig.connect(r, sender=newcomer)
     assert sig.send(sender=newcomer) == [(r, "for-dead-sender")]
-    assert len(sig._snapshot.entries) == 1
+    assert len(stored(sig)) == 1
 
 
 def test_id_reuse_is_safe_even_before_the_death_is_noticed():
@@ -356,7 +366,7 @@ def test_id_reuse_is_safe_even_before_the_death_is_noticed():
     sig.connect(r, sender=s)
     old_id = id(s)
     del s
-    sig._notice.pending = False  # as if the weakref callback had not run yet
+    sig._deaths.clear()  # as if the weakref callback had not run yet
     newcomer = new_object_reusing_id(Sender, old_id)
     assert sig.send(sender=newcomer) == []
     assert sig.disconnect(r, sender=newcomer) is False
@@ -422,31 +432,58 @@ def test_a_disconnected_strong_receiver_is_released_even_while_sends_run():
     assert sig.disconnect(ref())
     gc.collect()
     assert ref() is None
-    assert in_flight.entries[0].get() is None
+    assert in_flight.state.anylog[0].get() is None
 
 
-def test_dead_entries_are_pruned_by_the_next_write():
+def test_dead_entries_are_compacted_by_a_write_once_they_pass_half():
     sig = Signal()
-    doomed = [make_receiver(i) for i in range(10)]
-    for r in doomed:
+    keep = [make_receiver(("keep", i)) for i in range(40)]
+    doomed = [make_receiver(i) for i in range(60)]
+    for r in [*keep, *doomed]:
         sig.connect(r)
-    keep = make_receiver("keep")
     del doomed, r
     gc.collect()
-    assert sig._notice.pending
-    sig.connect(keep)
-    assert [e.get() for e in sig._snapshot.entries] == [keep]
-    assert not sig._notice.pending
+    assert len(sig._deaths) == 60
+    assert len(stored(sig)) == 100  # deaths alone change nothing
+    sig.connect(make_receiver("late"), weak=False)
+    assert len(stored(sig)) == 41
+    assert len(sig._deaths) == 0
+    expected = [*(("keep", i) for i in range(40)), "late"]
+    assert [t for _, t in sig.send(sender=None)] == expected
 
 
-def test_a_send_prunes_dead_entries_when_the_lock_is_free():
+def test_disconnect_churn_is_compacted_and_memory_stays_flat():
     sig = Signal()
-    r = make_receiver("r")
-    sig.connect(r)
-    del r
+    keep = [make_receiver(i) for i in range(10)]
+    for r in keep:
+        sig.connect(r)
+    churn = make_receiver("churn")
+    for _ in range(1000):
+        sig.connect(churn)
+        sig.disconnect(churn)
+        assert len(stored(sig)) <= 2 * (len(keep) + 1) + 16
+    assert [t for _, t in sig.send(sender=None)] == list(range(10))
+
+
+def test_a_send_that_meets_a_dead_receiver_does_not_compact():
+    """Cleanup is the writers' (amortised); a send only refreshes its tuple."""
+    sig = Signal()
+    live = [make_receiver(i) for i in range(100)]
+    for r in live:
+        sig.connect(r)
+    dead = make_receiver("dead")
+    sig.connect(dead)
+    assert len(sig.send(sender=None)) == 100 + 1  # builds the cached tuple
+    cached = sig._snapshot.inline
+    assert cached is not None and len(cached) == 101
+    del dead
     gc.collect()
-    assert sig.send(sender=None) == []
-    assert sig._snapshot.entries == ()
+    assert len(sig.send(sender=None)) == 100  # meets the dead entry
+    assert len(stored(sig)) == 101  # nothing was compacted ...
+    assert sig._snapshot.inline is None  # ... but the next send rebuilds
+    assert len(sig.send(sender=None)) == 100
+    assert len(sig._snapshot.inline) == 100
+    assert len(stored(sig)) == 101
 
 
 def test_the_death_of_a_weak_receiver_never_blocks_on_the_writer_lock():
@@ -649,7 +686,8 @@ def test_a_send_reads_only_its_senders_route():
     for s in senders:
         sig.connect(r, sender=s)
     target = senders[1234]
-    assert sig._snapshot.lookup(target) == sig._snapshot.routes[id(target)].entries
+    route = sig._snapshot.state.routes[id(target)]
+    assert sig._snapshot.lookup(target) == tuple(route.own)
     assert len(sig._snapshot.lookup(target)) == 1
     assert sig.send(sender=target) == [(r, "r")]
 
@@ -691,4 +729,194 @@ def test_receiver_decorator_connects_nothing_when_refused():
 
     with pytest.raises(TypeError, match="needs Signal objects"):
         receiver([a, "not a signal"])  # type: ignore[list-item]
+    assert a.receivers == [] and b.receivers == []
+
+
+# -- snapshots stay what they were ------------------------------------------------
+
+
+def test_an_old_snapshot_never_sees_later_connections():
+    """Writes append to lists an old snapshot shares; its bounds hide them."""
+    sig = Signal()
+    s = Sender()
+    a, b, c, d = (make_receiver(t) for t in "abcd")
+    sig.connect(a)
+    sig.connect(b, sender=s)
+    old = sig._snapshot
+    assert [e.get() for e in old.lookup(s)] == [a, b]
+    sig.connect(c, sender=s)  # b's single-entry route becomes a Route of two
+    sig.connect(d)
+    t = Sender()
+    sig.connect(c, sender=t)  # t's first connection: a single-entry route
+    assert [e.get() for e in old.lookup(s)] == [a, b]
+    assert [e.get() for e in old.lookup(t)] == [a]
+    assert [e.get() for e in old.lookup(None)] == [a]
+    assert [e.get() for e in sig._snapshot.lookup(s)] == [a, b, c, d]
+    assert [r for r, _ in sig.send(sender=s)] == [a, b, c, d]
+
+
+def test_a_disconnect_keeps_the_senders_merged_order():
+    sig = Signal()
+    s = Sender()
+    rs = [make_receiver(i) for i in range(6)]
+    for i, r in enumerate(rs):
+        sig.connect(r, sender=s if i % 2 else None)
+    assert [t for _, t in sig.send(sender=s)] == [0, 1, 2, 3, 4, 5]
+    sig.disconnect(rs[3], sender=s)
+    sig.disconnect(rs[2])
+    assert [t for _, t in sig.send(sender=s)] == [0, 1, 4, 5]
+    assert [t for _, t in sig.send(sender=None)] == [0, 4]
+
+
+# -- bound-method senders (Django parity) ------------------------------------------
+
+
+def test_a_bound_method_sender_is_its_object_and_function():
+    sig = Signal()
+    h, other = Holder("h"), Holder("other")
+    r = make_receiver("r")
+    sig.connect(r, sender=h.method)  # each access makes a new method object
+    assert sig.send(sender=h.method) == [(r, "r")]
+    assert sig.has_listeners(h.method)
+    assert sig.send(sender=other.method) == []
+    assert sig.send(sender=h.__call__) == []
+    assert sig.send(sender=h) == []
+    sig.connect(r, sender=h.method)  # idempotent
+    assert sig.send(sender=h.method) == [(r, "r")]
+    assert sig.disconnect(r, sender=h.method)
+    assert sig.send(sender=h.method) == []
+
+
+def test_a_bound_method_sender_is_not_kept_alive_nor_reached_by_id_reuse():
+    sig = Signal()
+    r = make_receiver("r")
+    h = Holder("h")
+    alive = weakref.ref(h)
+    sig.connect(r, sender=h.method)
+    old_id = id(h)
+    del h
+    gc.collect()
+    assert alive() is None
+    newcomer = new_object_reusing_id(lambda: Holder("new"), old_id)
+    assert sig.send(sender=newcomer.method) == []
+    assert not sig.has_listeners(newcomer.method)
+
+
+# -- no user code under the writer lock ---------------------------------------------
+
+
+def lock_held(sig: Signal) -> bool:
+    lock = sig._lock
+    return bool(lock._is_owned()) if hasattr(lock, "_is_owned") else lock.locked()
+
+
+class Finalized:
+    """A strong receiver that records, when it is freed, whether its signal's
+    writer lock was held by the freeing thread."""
+
+    def __init__(self, sig: Signal, log: list[bool]) -> None:
+        self.sig, self.log = sig, log
+
+    def __call__(self, sender: object, **kwargs: Any) -> str:
+        return "finalized"
+
+    def __del__(self) -> None:
+        self.log.append(lock_held(self.sig))
+
+
+def test_a_strong_receiver_is_freed_after_disconnect_releases_the_lock():
+    sig, log = Signal(), []
+    sig.connect(Finalized(sig, log), weak=False, dispatch_uid="f")
+    assert sig.disconnect(dispatch_uid="f")
+    assert log == [False]
+
+
+def test_a_strong_receiver_of_a_dead_sender_is_freed_outside_the_lock():
+    """Compaction drops it (its sender died); the old state goes after the lock."""
+    sig, log = Signal(), []
+    for _ in range(40):
+        sig.connect(Finalized(sig, log), sender=Sender(), weak=False)
+    for _ in range(40):
+        sig.connect(make_receiver("x"), weak=False)
+    gc.collect()
+    assert len(log) >= 20
+    assert not any(log)
+
+
+def test_a_strong_receiver_replaced_at_connect_is_freed_outside_the_lock():
+    sig, log = Signal(), []
+    s = Sender()
+    sig.connect(Finalized(sig, log), sender=s, weak=False, dispatch_uid="u")
+    old_id = id(s)
+    del s  # its entry is dead; a newcomer with its id gets the same key
+    newcomer = new_object_reusing_id(Sender, old_id)
+    sig._deaths.clear()  # no compaction first: the connect replaces the entry
+    sig.connect(make_receiver("new"), sender=newcomer, weak=False, dispatch_uid="u")
+    gc.collect()
+    assert log == [False]
+    assert [t for _, t in sig.send(sender=newcomer)] == ["new"]
+
+
+def test_a_dispatch_uid_is_hashed_and_compared_outside_the_lock():
+    sig = Signal()
+    calls: list[tuple[str, bool]] = []
+
+    class Uid:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def __hash__(self) -> int:
+            calls.append(("hash", lock_held(sig)))
+            return 42  # all collide: every lookup must compare
+
+        def __eq__(self, other: object) -> bool:
+            calls.append(("eq", lock_held(sig)))
+            return isinstance(other, Uid) and other.name == self.name
+
+    a, b = make_receiver("a"), make_receiver("b")
+    sig.connect(a, dispatch_uid=Uid("x"))
+    sig.connect(b, dispatch_uid=Uid("x"))  # equal uid: already connected
+    sig.connect(b, dispatch_uid=Uid("y"))
+    assert [t for _, t in sig.send(sender=None)] == ["a", "b"]
+    assert sig.disconnect(dispatch_uid=Uid("x"))
+    assert not sig.disconnect(dispatch_uid=Uid("x"))
+    assert [t for _, t in sig.send(sender=None)] == ["b"]
+    assert ("eq", False) in calls and ("hash", False) in calls
+    assert ("eq", True) not in calls and ("hash", True) not in calls
+
+
+@pytest.mark.timeout(60)
+def test_two_signals_torn_down_in_opposite_order_from_two_threads_complete():
+    """A's strong receiver, when freed, disconnects from B; B's from A.  Two
+    threads disconnect them at once.  With a finalizer run under the writer
+    lock, each thread would hold its signal's lock and wait for the other's."""
+    a, b = Signal(), Signal()
+    both_inside = threading.Barrier(2, timeout=5)
+
+    class Owner:
+        def __init__(self, other: Signal, uid: str) -> None:
+            self.other, self.uid = other, uid
+
+        def __call__(self, sender: object, **kwargs: Any) -> None:
+            pass
+
+        def __del__(self) -> None:
+            with contextlib.suppress(threading.BrokenBarrierError):
+                both_inside.wait()
+            self.other.disconnect(dispatch_uid=self.uid)
+
+    a.connect(Owner(b, "b-side"), weak=False, dispatch_uid="owner")
+    b.connect(Owner(a, "a-side"), weak=False, dispatch_uid="owner")
+    a.connect(make_receiver("a-side"), weak=False, dispatch_uid="a-side")
+    b.connect(make_receiver("b-side"), weak=False, dispatch_uid="b-side")
+    threads = [
+        threading.Thread(target=sig.disconnect, kwargs={"dispatch_uid": "owner"})
+        for sig in (a, b)
+    ]
+    for t in threads:
+        t.daemon = True  # if they deadlock, let the test process still exit
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert not any(t.is_alive() for t in threads), "deadlock"
     assert a.receivers == [] and b.receivers == []

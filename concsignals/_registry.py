@@ -1,0 +1,348 @@
+"""The writer side: connect, disconnect, compaction and dead-entry bookkeeping.
+
+Every write holds the signal's writer lock (``signal._lock``) and costs O(1)
+amortised: it appends an entry (or marks one disconnected) in the shared
+:class:`~concsignals._snapshot.State` and publishes a new small
+:class:`~concsignals._snapshot.Snapshot`.  Garbage (disconnected entries, and
+entries whose receiver or sender died) stays in place until it passes half of
+what is stored; then the write that sees it rebuilds the state without it
+(compaction: O(n), after at least n/2 garbage-making events, so O(1) each).
+
+A write, step by step
+---------------------
+1. *Outside the lock*: everything that may run user code.  The receiver is
+   inspected, weak references are made, the lookup key is computed (a
+   ``dispatch_uid`` is hashed here, and if its ``==`` is user code it is
+   compared here too, against the candidates with its hash: see
+   :func:`resolve_uid`).
+2. *Prepare*, under the lock: read the current snapshot (``base``) and build
+   every new object the write needs: the entry, its route, the new snapshot.
+   Nothing shared is changed yet.
+3. *Commit*, under the lock: if ``signal._snapshot`` is still ``base``, apply
+   the change with plain stores (``x.attr = v``, ``d[k] = v``, ``del d[k]``,
+   ``lst += one``) and publish the new snapshot last.
+4. *After the lock is released*: drop the references the write removed (a
+   ``weak=False`` receiver, the replaced snapshot or route, a ``dispatch_uid``
+   pair), so that no finalizer runs under the lock.
+
+Why the commit is a list of stores: the garbage collector may run a user's
+``__del__`` inside step 2, on this thread, while it holds the (reentrant) lock,
+and that ``__del__`` may write to this same signal.  That nested write runs to
+its end; step 3 then finds ``_snapshot`` changed and the write starts over from
+step 2, on top of it, so neither is lost.  The commit itself contains no call,
+no loop and allocates no container, so the collector cannot run inside it:
+CPython 3.11 collects only when a container is allocated, 3.12+ only at
+eval-breaker checks (calls and backward jumps), and the stores drop no last
+reference (step 4 holds them).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from ._snapshot import (
+    DEAD,
+    AsyncEntry,
+    Entry,
+    Getter,
+    Route,
+    Snapshot,
+    State,
+    receiver_id,
+    sender_getter,
+    sender_id,
+)
+
+if TYPE_CHECKING:
+    from ._signal import Signal
+
+#: Compact when garbage reaches this many entries and half of what is stored.
+MIN_GARBAGE = 16
+
+#: ``dispatch_uid`` types whose ``hash`` and ``==`` are the interpreter's own:
+#: compared under the lock.  Any other uid is compared outside it.
+PLAIN = (str, bytes, int, float, bool, complex, type(None))
+
+
+def is_plain(uid: object) -> bool:
+    if type(uid) in PLAIN:
+        return True
+    return type(uid) is tuple and all(is_plain(x) for x in uid)
+
+
+def lookup_key(receiver: object, sender: object, dispatch_uid: object) -> Any:
+    """The index key of a connection (computed before the lock is taken).
+
+    ``(receiver identity or ("uid", uid), sender identity)``; for a uid whose
+    ``==`` is user code, ``("uid#", hash(uid), sender identity)``: a bucket
+    of ``(uid, entry)`` pairs (see :func:`resolve_uid`).
+    """
+    skey = None if sender is None else sender_id(sender)
+    if dispatch_uid is None:
+        return (receiver_id(receiver), skey)
+    if is_plain(dispatch_uid):
+        return (("uid", dispatch_uid), skey)
+    return ("uid#", hash(dispatch_uid), skey)
+
+
+def is_bucket_key(key: Any) -> bool:
+    return type(key[0]) is str
+
+
+def resolve_uid(
+    signal: Signal, key: Any, uid: object
+) -> tuple[tuple[Any, ...], Entry | None]:
+    """The bucket for ``key`` and its entry whose uid ``== uid``, compared
+    here, with no lock held (the comparison is user code).  The writer then
+    checks under the lock that the bucket is still the same object."""
+    bucket: tuple[Any, ...] = signal._snapshot.state.index.get(key, ())
+    for other, entry in bucket:
+        if other is uid or other == uid:
+            return bucket, entry
+    return bucket, None
+
+
+def new_deaths() -> deque[Any]:
+    """The queue weak-reference callbacks append to (see ``_snapshot.py``, 4)."""
+    return deque()
+
+
+# -- connect -------------------------------------------------------------------
+
+
+def connect_locked(
+    signal: Signal,
+    key: Any,
+    get: Getter,
+    hold: object,
+    sender: object,
+    is_async: bool,
+    uid: object,
+    resolved: tuple[tuple[Any, ...], Entry | None] | None,
+    released: list[object],
+) -> bool:
+    """Connect; ``False`` if the uid bucket changed since ``resolved`` (the
+    caller resolves again, outside the lock)."""
+    while True:  # again if a nested write (a __del__) came first
+        base = compacted_locked(signal, released)
+        st = base.state
+        if resolved is not None:
+            if st.index.get(key, ()) is not resolved[0]:
+                return False
+            existing = resolved[1]
+        else:
+            existing = st.index.get(key)
+        if existing is not None and existing.is_live():
+            return True
+        skey = key[-1]
+        cur = None if sender is None else st.routes.get(skey)
+        stale = route = None  # route: the Route the entry is appended to
+        if sender is None:
+            sender_get = None
+        elif cur is None or not cur.is_for(sender):
+            stale = cur  # a dead sender's, whose id() the new one reuses
+            sender_get = sender_getter(sender, signal._notice)
+        else:
+            sender_get = cur.sender_get
+        cls = AsyncEntry if is_async else Entry
+        entry = cls(get, sender_get, st.seq, hold)
+        one = (entry,)
+        value: Any = entry
+        if resolved is not None:
+            value = (*[p for p in resolved[0] if p[1] is not existing], (uid, entry))
+        # The sender's route after this write: the entry alone, or a Route.
+        new_route: Route | Entry | None = entry
+        if cur is not None and stale is None:
+            if isinstance(cur, Route):
+                new_route, route = None, cur
+            else:  # its single entry becomes a Route of two
+                assert sender_get is not None
+                new_route = Route(sender_get, [cur, entry], 2)
+        tombstones = st.tombstones + (existing is not None)
+        live_own = st.live_own
+        if stale is not None:
+            tombstones += stale.live
+            live_own -= stale.live
+        if sender is not None:
+            live_own += 1
+        live_async = st.live_async + is_async
+        new = Snapshot(
+            st,
+            base.n_any + (sender is None),
+            st.seq + 1,
+            has_async=live_async > 0,
+            routed=live_own > 0,
+            anyone=None if sender is None else base._anyone,
+        )
+        if signal._snapshot is not base:
+            continue
+        # -- commit: stores only (see the module docstring) --------------------
+        st.index[key] = value
+        if sender is None:
+            st.anylog += one
+        elif route is not None:
+            route.own += one
+            route.live += 1
+        elif new_route is not None:
+            st.routes[skey] = new_route
+        st.seq += 1
+        st.size += 1
+        st.tombstones = tombstones
+        st.live_own = live_own
+        st.live_async = live_async
+        signal._snapshot = new
+        # -- committed ---------------------------------------------------------
+        if isinstance(stale, Entry):
+            stale.cache = None  # its merged tuple holds it: break the cycle
+        released += [base, stale, resolved]
+        return True
+
+
+# -- disconnect ----------------------------------------------------------------
+
+
+def disconnect_locked(
+    signal: Signal,
+    key: Any,
+    resolved: tuple[tuple[Any, ...], Entry | None] | None,
+    released: list[object],
+) -> bool | None:
+    """Disconnect; whether it was connected, or ``None`` if the uid bucket
+    changed since ``resolved``."""
+    while True:  # again if a nested write (a __del__) came first
+        base = compacted_locked(signal, released)
+        st = base.state
+        if resolved is not None:
+            if st.index.get(key, ()) is not resolved[0]:
+                return None
+            entry = resolved[1]
+        else:
+            entry = st.index.get(key)
+        if entry is None or not entry.is_live():
+            return False
+        route = None if entry.sender_get is None else st.routes[key[-1]]
+        single = route is entry
+        bucket: tuple[Any, ...] = ()
+        if resolved is not None:
+            bucket = tuple([p for p in resolved[0] if p[1] is not entry])
+        live_own = st.live_own - (route is not None)
+        live_async = st.live_async - entry.is_async
+        route_live = 0 if route is None else route.live - 1
+        size, tombstones = st.size, st.tombstones + 1
+        if route is not None and route_live == 0:
+            # Nothing connected for this sender: drop its route, which may
+            # hold the sender strongly (all its entries are tombstones).
+            size -= len(route.own)
+            tombstones = max(0, tombstones - len(route.own))
+        new = Snapshot(
+            st,
+            base.n_any,
+            base.upto,
+            has_async=live_async > 0,
+            routed=live_own > 0,
+            anyone=None if route is None else base._anyone,
+        )
+        hold = entry.hold
+        if signal._snapshot is not base:
+            continue
+        # -- commit: stores only (see the module docstring) --------------------
+        entry.get = DEAD
+        entry.hold = None
+        if bucket:
+            st.index[key] = bucket
+        else:
+            del st.index[key]
+        if route is not None:
+            if route_live == 0:
+                del st.routes[key[-1]]
+                entry.cache = None  # a single entry's merged tuple holds it
+            elif not single:
+                route.live = route_live
+                route.cache = None
+        st.size = size
+        st.tombstones = tombstones
+        st.live_own = live_own
+        st.live_async = live_async
+        signal._snapshot = new
+        # -- committed ---------------------------------------------------------
+        released += [base, hold, resolved, route]
+        return True
+
+
+# -- garbage -------------------------------------------------------------------
+
+
+def garbage(signal: Signal, st: State) -> int:
+    """Entries known to be garbage: disconnected, replaced, or reported dead."""
+    return st.tombstones + len(signal._deaths)
+
+
+def compacted_locked(
+    signal: Signal, released: list[object], *, deaths_only: bool = False
+) -> Snapshot:
+    """The current snapshot, first compacted if garbage passed half of it
+    (with ``deaths_only``: if any death was reported).
+
+    O(entries held), and only after at least half as many garbage-making
+    events since the last compaction: O(1) amortised per write.
+    """
+    while True:
+        base = signal._snapshot
+        st = base.state
+        reported = len(signal._deaths)
+        waste = st.tombstones + reported
+        if deaths_only:
+            if not reported:
+                return base
+        elif waste < MIN_GARBAGE or 2 * waste <= st.size:
+            return base
+        fresh = rebuilt(st)
+        new = Snapshot(
+            fresh,
+            len(fresh.anylog),
+            fresh.seq,
+            has_async=fresh.live_async > 0,
+            routed=fresh.live_own > 0,
+        )
+        if signal._snapshot is not base:
+            continue
+        signal._snapshot = new  # commit
+        released.append(base)
+        deaths = signal._deaths
+        for _ in range(reported):  # counted above: their entries are gone
+            if deaths:
+                deaths.popleft()
+        signal._dead_seen = 0
+        return new
+
+
+def rebuilt(st: State) -> State:
+    """A new state with the live entries of ``st`` (which is not changed)."""
+    fresh = State()
+    fresh.seq = st.seq
+    fresh.anylog = [e for e in st.anylog if e.is_live()]
+    live_own = 0
+    for skey, route in st.routes.items():
+        if isinstance(route, Entry) and not route.is_live():
+            route.cache = None  # its merged tuple holds it: break the cycle
+        own = [e for e in route.own if e.is_live()]
+        if len(own) > 1:
+            sender_get: Getter = route.sender_get  # type: ignore[assignment]
+            fresh.routes[skey] = Route(sender_get, own, len(own))
+        elif own:
+            fresh.routes[skey] = own[0]
+        live_own += len(own)
+    for key, value in st.index.items():
+        if type(value) is tuple:
+            pairs = tuple([p for p in value if p[1].is_live()])
+            if pairs:
+                fresh.index[key] = pairs
+        elif value.is_live():
+            fresh.index[key] = value
+    fresh.live_own = live_own
+    fresh.size = len(fresh.anylog) + live_own
+    fresh.live_async = sum(e.is_async for e in fresh.anylog) + sum(
+        e.is_async for r in fresh.routes.values() for e in r.own
+    )
+    return fresh
