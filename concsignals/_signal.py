@@ -37,7 +37,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import Executor, Future
 from typing import Any, TypeVar
 
-from . import _asyncio, _dispatch
+from . import _asyncio, _dispatch, _fork
 from ._snapshot import (
     EMPTY,
     DeathNotice,
@@ -82,6 +82,7 @@ class Signal:
         # Set by weak-reference callbacks (any thread, inside the GC); read and
         # cleared by writers under _lock.
         self._notice = DeathNotice()
+        _fork.register(self)  # a forked child gets a fresh _lock: see _fork.py
 
     def __repr__(self) -> str:
         return f"<{type(self).__qualname__} at {id(self):#x}>"
