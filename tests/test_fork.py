@@ -157,9 +157,20 @@ def child_writes(sig: Signal) -> Callable[[], list[Any]]:
     return body
 
 
-def test_a_child_forked_while_a_writer_holds_the_lock_can_write() -> None:
-    sig = Signal()
+class Unhashable(Signal):
+    """A subclass that compares by value, so it has no hash: still repaired."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Unhashable)
+
+
+@pytest.mark.parametrize("kind", [Signal, Unhashable])
+def test_a_child_forked_while_a_writer_holds_the_lock_can_write(
+    kind: type[Signal],
+) -> None:
+    sig = kind()
     sig.connect(answer)
+    lock_kind = type(sig._lock)
     holding, release = threading.Event(), threading.Event()
 
     def writer_inside_a_write() -> None:
@@ -167,11 +178,15 @@ def test_a_child_forked_while_a_writer_holds_the_lock_can_write() -> None:
             holding.set()
             release.wait(CHILD_DEADLINE)
 
+    def child() -> list[Any]:
+        assert type(sig._lock) is lock_kind, "the fresh lock is of another kind"
+        return child_writes(sig)()
+
     writer = threading.Thread(target=writer_inside_a_write)
     writer.start()
     try:
         assert holding.wait(10)
-        assert in_child(child_writes(sig)) == [42, "late"]
+        assert in_child(child) == [42, "late"]
     finally:
         release.set()
         writer.join(10)
