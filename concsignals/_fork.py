@@ -10,8 +10,9 @@ leaves two things broken, and this module repairs both in the child, from one
 
 1. **Each signal's writer lock.**  A thread of the parent inside ``connect``,
    ``disconnect`` or a prune held ``Signal._lock`` at the fork; in the child
-   that lock is held by a thread that does not exist, and the first write
-   would wait for ever.  Every signal registers itself here when it is made
+   that lock is held by a thread that does not exist: the first write would
+   wait for ever, and dead entries would never be pruned (pruning only tries
+   the lock).  Every signal registers itself here when it is made
    (:func:`register`, by weak reference, so a signal's lifetime is
    untouched), and the hook gives each a fresh, unheld ``_lock``.
 2. **The owned pool** (:func:`concsignals.executors.reset_owned_after_fork`):
@@ -54,11 +55,14 @@ What the child may inherit and is left as it is, because it is harmless:
   their work was in the parent's pool, so in the child they never finish.
   Wait for them before forking, or only in the parent.
 
-Limits: the hook cannot help a fork made *by the writer itself* while it holds
-the lock (say, from a finalizer the garbage collector runs inside
-``connect``); such a child must not write to that signal.  Forking is only
-repaired for signals made by ``Signal.__init__``; a subclass that replaces the
-lock with a lock of another kind must re-create it itself.
+Limits:
+
+* the hook cannot help a fork made *by the writer itself* while it holds the
+  lock (say, from a finalizer the garbage collector runs inside ``connect``):
+  that thread's ``with`` would release a lock it no longer holds;
+* the fresh lock is a ``threading.RLock``, the kind ``Signal.__init__`` makes
+  (a test checks the two agree); signals whose ``__init__`` skipped
+  ``Signal.__init__`` are not registered.
 
 Cost: registering is one weak reference and one dict item per ``Signal()``
 (measured: about 0.3 µs more per ``Signal()``); the hook does O(signals alive)
@@ -90,8 +94,6 @@ class _HasWriterLock(Protocol):
 #: thread and from inside the garbage collector; neither blocks.  Iterated only
 #: in the child, where no other thread runs.
 _signals: dict[int, weakref.ref[_HasWriterLock]] = {}
-
-
 _weak = weakref.ref
 
 
