@@ -9,6 +9,7 @@ it.  The preload-and-fork server is in ``test_gunicorn.py``.
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import os
 import pickle
@@ -136,6 +137,26 @@ def test_a_childs_sends_see_the_connections_made_before_the_fork() -> None:
     assert plain == [42]
     assert routed == robust == submitted == [42, me]
     assert names == ["answer", "process_id"]
+
+
+async def async_answer(**kwargs: Any) -> str:
+    return "async"
+
+
+def test_async_receivers_run_in_a_forked_child() -> None:
+    sig = Signal()
+    sig.connect(answer)
+    sig.connect(async_answer)
+    assert results(sig.submit(sender=None).result(timeout=10)) == [42, "async"]
+
+    def child() -> list[list[Any]]:
+        return [
+            results(sig.send(sender=None)),
+            results(asyncio.run(sig.asend(sender=None))),
+            results(sig.submit(sender=None).result(timeout=5)),
+        ]
+
+    assert in_child(child) == [[42, "async"]] * 3
 
 
 # -- the writer lock ----------------------------------------------------------
