@@ -105,15 +105,19 @@ def test_submit_works_in_a_child_forked_after_submit_was_used() -> None:
     parent = os.getpid()
     assert results(sig.submit(sender=None).result(timeout=10)) == [42, parent]
 
+    def grandchild() -> list[Any]:
+        return results(sig.submit(sender=None).result(timeout=5))
+
     def child() -> list[list[Any]]:
         me = os.getpid()
         submitted = results(sig.submit(sender=None).result(timeout=5))
-        again = results(sig.submit(sender=None).result(timeout=5))
-        return [[me, me], submitted, again]
+        # The child's own pool is used, then the child forks in turn.
+        return [[me], submitted, in_child(grandchild)]
 
-    expected, submitted, again = in_child(child)
-    assert expected[0] != parent
-    assert submitted == again == [42, expected[0]]
+    (me,), submitted, in_grandchild = in_child(child)
+    assert me != parent
+    assert submitted == [42, me]
+    assert in_grandchild[0] == 42 and in_grandchild[1] not in (me, parent)
 
 
 def test_a_childs_sends_see_the_connections_made_before_the_fork() -> None:
