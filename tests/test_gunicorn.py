@@ -29,7 +29,7 @@ pytest.importorskip("gunicorn", reason="gunicorn is not installed (extra concsig
 pytestmark = [
     pytest.mark.skipif(not hasattr(os, "fork"), reason="gunicorn forks"),
     pytest.mark.slow,
-    pytest.mark.timeout(60),
+    pytest.mark.timeout(90),  # start, requests, stop: room for a loaded machine
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
