@@ -25,7 +25,9 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("gunicorn", reason="gunicorn is not installed (extra concsignals[test])")
+pytest.importorskip(
+    "gunicorn", reason="gunicorn is not installed (extra concsignals[test])"
+)
 pytestmark = [
     pytest.mark.skipif(not hasattr(os, "fork"), reason="gunicorn forks"),
     pytest.mark.slow,
