@@ -48,7 +48,7 @@ What the child may inherit and is left as it is, because it is harmless:
   scanning for dead entries: a dead entry may then linger in the snapshot
   until the next death is noticed.  Sends skip it (its getter answers
   ``None``); it costs a slot, not a wrong call.
-* Sends that were running in other threads (their ``Fanout`` locks, their
+* Sends that were running in other threads (their ``Send`` objects, their
   parked calls): they are gone with their threads; nothing in the child can
   reach them.
 * Futures that ``submit()`` returned before the fork and that were not done:
