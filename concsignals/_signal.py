@@ -39,7 +39,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import Executor, Future
 from typing import Any, ClassVar, TypeVar
 
-from . import _inline, _registry, _run
+from . import _fork, _inline, _registry, _run
 from ._callables import is_async_receiver
 from ._send import Send
 from ._snapshot import Entry, Receiver, Snapshot, empty, receiver_getter
@@ -80,6 +80,7 @@ class Signal:
         # len(_deaths) when a send last refreshed the snapshot's cached tuples
         # (written under _lock, read without it).
         self._dead_seen = 0
+        _fork.register(self)  # a forked child gets a fresh _lock: see _fork.py
 
     def __repr__(self) -> str:
         return f"<{type(self).__qualname__} at {id(self):#x}>"

@@ -66,8 +66,9 @@ Nested sends
 
 This module also owns the one executor concsignals creates itself: the thread
 pool on which ``submit`` runs sends that have no executor (:func:`owned_pool`).
-It is shut down at interpreter exit.  Executors passed in by users are never
-shut down by concsignals.
+It is shut down at interpreter exit, and dropped in a forked child, which
+makes its own on first use (see ``_fork.py``).  Executors passed in by users
+are never shut down by concsignals.
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ __all__ = [
     "call_pickled",
     "in_process",
     "owned_pool",
+    "reset_owned_after_fork",
     "running_on",
 ]
 
@@ -137,7 +139,8 @@ def running_on(executor: Executor) -> bool:
 # Guards creating _owned (once).  Reads of _owned need no lock: one attribute
 # read of a reference that goes from None to a pool, and back to None at exit.
 # After exit, a pool made afresh refuses work (the interpreter is shutting
-# down) and submit() runs the send in the caller's thread instead.
+# down) and submit() runs the send in the caller's thread instead.  In a forked
+# child both are reset (reset_owned_after_fork).
 _owned_lock = threading.Lock()
 _owned: ThreadPoolExecutor | None = None
 
@@ -158,6 +161,19 @@ def owned_pool() -> ThreadPoolExecutor:
             workers = min(32, (os.cpu_count() or 1) + 4)
             _owned = ThreadPoolExecutor(workers, thread_name_prefix="concsignals")
         return _owned
+
+
+def reset_owned_after_fork() -> None:
+    """Forget the owned pool in a forked child; the next ``submit`` makes one.
+
+    Called in the child only (see ``_fork.py``), where only the forking thread
+    exists.  The inherited pool has none of its threads, and its locks may be
+    held by threads that are gone: it is dropped without being touched, and
+    ``_owned_lock``, which a lost thread may hold, is made anew.
+    """
+    global _owned, _owned_lock
+    _owned_lock = threading.Lock()
+    _owned = None
 
 
 @atexit.register
