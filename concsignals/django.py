@@ -40,15 +40,13 @@ the signal's lock and never call user code under it.
 
 from __future__ import annotations
 
-import asyncio
-import enum
 import logging
 import sys
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from typing import Any, TypeVar
 
-from . import _signal
+from . import _djangoasync, _signal
 from ._snapshot import Entry, Receiver, Snapshot, build, receiver_id, strong
 
 __all__ = ["Signal", "install", "receiver"]
@@ -59,13 +57,6 @@ ReceiverTuple = tuple[tuple[Any, Any], Any, bool]
 
 #: Django's key for "any sender": ``django.dispatch.dispatcher.NONE_ID``.
 NONE_ID = id(None)
-
-
-class _Skip(enum.Enum):
-    SKIPPED = "disconnected before its call began"
-
-
-_SKIPPED = _Skip.SKIPPED
 
 
 class _DjangoTuple(tuple):  # type: ignore[type-arg]
@@ -230,7 +221,9 @@ class Signal(_signal.Signal):
             responses.append((r, r(signal=self, sender=sender, **named)))
         if later:
             responses += self._run_coroutine(
-                lambda: self._gather(None, later, sender, named, robust=False)
+                lambda: _djangoasync.gather(
+                    self, None, later, sender, named, robust=False
+                )
             )
         return responses
 
@@ -258,7 +251,9 @@ class Signal(_signal.Signal):
             responses.append((r, response))
         if later:
             responses += self._run_coroutine(
-                lambda: self._gather(None, later, sender, named, robust=True)
+                lambda: _djangoasync.gather(
+                    self, None, later, sender, named, robust=True
+                )
             )
         return responses
 
@@ -305,135 +300,10 @@ class Signal(_signal.Signal):
         if not entries:
             return []
         sync = [e for e in entries if not e.is_async]
-        return await self._gather(
-            sync or None, [e for e in entries if e.is_async], sender, named, robust
+        asynchronous = [e for e in entries if e.is_async]
+        return await _djangoasync.gather(
+            self, sync or None, asynchronous, sender, named, robust
         )
-
-    async def _gather(
-        self,
-        sync: Sequence[Entry] | None,
-        entries: Sequence[Entry],
-        sender: Any,
-        named: dict[str, Any],
-        robust: bool,
-    ) -> Responses:
-        """Run the ``sync`` entries in one offloaded job and the async ``entries``
-        as tasks, all at once; return the results, sync ones first.
-
-        Without ``robust``, the first failure stops the rest: the job calls no
-        further receiver, the tasks are cancelled, all are awaited, and the
-        earliest failure (sync first, then connection order) is raised.
-        """
-        run = _SyncJob(self, sync, sender, named, robust) if sync else None
-        loop = asyncio.get_running_loop()
-        futures: list[asyncio.Future[Any]] = []
-        if run is not None:
-            futures.append(asyncio.ensure_future(self._offload_sync(run)))
-        futures += [
-            loop.create_task(self._call_async(e, sender, named, robust))
-            for e in entries
-        ]
-        try:
-            _, pending = await asyncio.wait(
-                futures, return_when=asyncio.FIRST_EXCEPTION
-            )
-        except asyncio.CancelledError:
-            await _stop(run, futures)
-            raise
-        if pending:
-            await _stop(run, pending)
-        return _collect(futures, run is not None)
-
-    async def _call_async(
-        self, entry: Entry, sender: Any, named: dict[str, Any], robust: bool
-    ) -> tuple[Receiver, Any] | _Skip:
-        r = entry.get()  # the disconnect check, as the call begins
-        if r is None:
-            return _SKIPPED
-        try:
-            return (r, await r(signal=self, sender=sender, **named))
-        except Exception as err:
-            if not robust:
-                raise
-            self._log_robust_failure(r, err)
-            return (r, err)
-
-
-class _SyncJob:
-    """The sync receivers of an async send, called in order in one thread."""
-
-    def __init__(
-        self,
-        signal: Signal,
-        entries: Sequence[Entry],
-        sender: Any,
-        named: dict[str, Any],
-        robust: bool,
-    ) -> None:
-        self.signal = signal
-        self.entries = entries
-        self.sender = sender
-        self.named = named
-        self.robust = robust
-        #: Set (from the loop's thread) when the send fails elsewhere: no
-        #: further receiver begins.  A plain flag: one writer, read between calls.
-        self.stopped = False
-
-    def __call__(self) -> Responses:
-        signal, responses = self.signal, []
-        for entry in self.entries:
-            r = entry.get()
-            if self.stopped:
-                break
-            if r is None:
-                continue
-            try:
-                responses.append(
-                    (r, r(signal=signal, sender=self.sender, **self.named))
-                )
-            except Exception as err:
-                if not self.robust:
-                    raise
-                signal._log_robust_failure(r, err)
-                responses.append((r, err))
-        return responses
-
-
-async def _stop(run: _SyncJob | None, pending: Iterable[asyncio.Future[Any]]) -> None:
-    """Stop what is still running of a send and wait until it has ended."""
-    if run is not None:
-        run.stopped = True
-    pending = list(pending)
-    for fut in pending:
-        if isinstance(fut, asyncio.Task):
-            fut.cancel()  # a thread's job cannot be cancelled: it is awaited
-    while pending:
-        _, pending_set = await asyncio.wait(pending)
-        pending = list(pending_set)
-
-
-def _collect(futures: list[asyncio.Future[Any]], has_sync: bool) -> Responses:
-    """The results (sync ones first), or the earliest failure with notes."""
-    failures = [
-        err for f in futures if not f.cancelled() and (err := f.exception()) is not None
-    ]
-    if failures:
-        raised = next(
-            (e for e in failures if not isinstance(e, Exception)), failures[0]
-        )
-        for err in failures:
-            if err is not raised:
-                raised.add_note(
-                    f"concsignals: another receiver also failed in this send: "
-                    f"{type(err).__name__}: {err}"
-                )
-        raise raised
-    responses: Responses = list(futures[0].result()) if has_sync else []
-    rest = futures[1:] if has_sync else futures
-    responses += [
-        res for f in rest if not f.cancelled() and (res := f.result()) is not _SKIPPED
-    ]
-    return responses
 
 
 def _keep_current(
