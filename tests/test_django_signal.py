@@ -20,6 +20,7 @@ import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 
 import concsignals
+from concsignals import _djangoasync
 from concsignals.django import Signal
 
 
@@ -342,6 +343,43 @@ def test_async_send_failure_stops_the_rest_and_waits_for_it() -> None:
         return list(calls)  # as asend raised, not after asyncio.run's cleanup
 
     assert asyncio.run(main()) == ["cancelled and awaited"]
+
+
+def test_async_failure_stops_the_sync_job_between_receivers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An async receiver fails while the sync job is running: the job begins
+    no further sync receiver.  The job's first receiver waits until the send
+    has told the job to stop: no timing involved."""
+    told_to_stop = threading.Event()
+
+    class WatchedJob(_djangoasync.SyncJob):
+        @property  # type: ignore[override]
+        def stopped(self) -> bool:
+            return told_to_stop.is_set()
+
+        @stopped.setter
+        def stopped(self, value: bool) -> None:
+            if value:
+                told_to_stop.set()
+
+    monkeypatch.setattr(_djangoasync, "SyncJob", WatchedJob)
+    s = Signal()
+    calls: list[str] = []
+
+    def first(**kwargs: Any) -> None:
+        calls.append("first")
+        assert told_to_stop.wait(timeout=30)
+
+    def second(**kwargs: Any) -> None:
+        calls.append("second")
+
+    s.connect(first)
+    s.connect(second)
+    s.connect(afailing)
+    with pytest.raises(KeyError):
+        asyncio.run(s.asend(None))
+    assert calls == ["first"]
 
 
 def test_disconnect_wins_in_an_async_send() -> None:
