@@ -63,6 +63,8 @@ def commands(port: int) -> dict[str, list[str]]:
     return {
         "gunicorn": [
             *("-m", "gunicorn", "-k", "gthread", "--threads", "4", "-w", "1"),
+            # a loaded machine must not get the worker killed as unresponsive
+            *("--timeout", "120"),
             *("-b", bind, "tests.djangoproject.wsgi:application"),
         ],
         "uvicorn": [
@@ -124,10 +126,16 @@ def wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
     pytest.fail(f"server did not listen on {port}: {log.read_text()}")
 
 
-def get(conn: http.client.HTTPConnection, path: str, **headers: str) -> Any:
-    conn.request("GET", path, headers=headers)
-    response = conn.getresponse()
-    body = response.read()
+def get(port: int, path: str, **headers: str) -> Any:
+    """One request on a fresh connection (an idle keep-alive one may be closed
+    by the server: gunicorn's keep-alive is 2 s, long on a loaded machine)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("GET", path, headers=headers)
+        response = conn.getresponse()
+        body = response.read()
+    finally:
+        conn.close()
     assert response.status == 200, (path, response.status, body[:2000])
     return json.loads(body)
 
@@ -149,14 +157,13 @@ class Clients:
             t.start()
 
     def drive(self, index: int) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         try:
             for n in range(MAX_REQUESTS):
                 if self.stop.is_set():
                     return
                 key = f"{index}-{n}"
                 sent = time.monotonic_ns()
-                body = get(conn, "/hit", **{"X-Req": key})
+                body = get(self.port, "/hit", **{"X-Req": key})
                 received = time.monotonic_ns()
                 with self.progress:
                     self.requests.append(
@@ -168,8 +175,6 @@ class Clients:
             with self.progress:
                 self.errors.append(err)
                 self.progress.notify_all()
-        finally:
-            conn.close()
 
     def wait_for(self, more: int) -> None:
         """Until ``more`` further requests have completed."""
@@ -190,17 +195,15 @@ class Clients:
 def test_receivers_churn_under_a_real_server(server: tuple[int, Path]) -> None:
     port, db = server
     clients = Clients(port)
-    control = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     gens: dict[int, dict[str, int]] = {}
     try:
         for gen in range(GENERATIONS):
-            gens[gen] = get(control, f"/connect/{gen}")
+            gens[gen] = get(port, f"/connect/{gen}")
             clients.wait_for(6)
-            gens[gen].update(get(control, f"/disconnect/{gen}"))
+            gens[gen].update(get(port, f"/disconnect/{gen}"))
             clients.wait_for(2)
     finally:
         clients.finish()
-        control.close()
     with sqlite3.connect(db) as conn:
         calls = conn.execute("SELECT gen, signal, key, t FROM churn_call").fetchall()
     check(calls, gens, clients.requests)
