@@ -13,6 +13,8 @@ import textwrap
 
 import pytest
 
+pytest.importorskip("django", reason="needs Django: the dev extra, .[dev]")
+
 SETUP = """
 import django
 from django.conf import settings
@@ -98,6 +100,7 @@ def test_install_after_django_defined_signals_is_refused_naming_them(
 
 
 def test_factory_boy_mute_signals_on_installed_signals() -> None:
+    pytest.importorskip("factory", reason="needs factory_boy: the dev extra, .[dev]")
     out = run(
         """
         import concsignals.django

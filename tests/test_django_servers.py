@@ -41,6 +41,7 @@ GENERATIONS = 6
 MAX_REQUESTS = 400  # per client thread: the bound, reached only if churn stalls
 
 pytestmark = pytest.mark.slow
+pytest.importorskip("django", reason="needs Django: the dev extra, .[dev]")
 
 
 def free_port() -> int:
@@ -78,6 +79,7 @@ def commands(port: int) -> dict[str, list[str]]:
 def server(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[tuple[int, Path]]:
+    pytest.importorskip(request.param, reason=f"needs {request.param}: .[dev]")
     db = tmp_path / "db.sqlite3"
     env = env_for(db)
     subprocess.run(

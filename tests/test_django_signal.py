@@ -15,8 +15,12 @@ import warnings
 import weakref
 from typing import Any
 
-import django.dispatch
 import pytest
+
+pytest.importorskip("django", reason="needs Django: the dev extra, .[dev]")
+pytest.importorskip("asgiref", reason="needs asgiref: the dev extra, .[dev]")
+
+import django.dispatch
 from asgiref.sync import async_to_sync, sync_to_async
 
 import concsignals
@@ -366,17 +370,24 @@ def test_async_failure_stops_the_sync_job_between_receivers(
     monkeypatch.setattr(_djangoasync, "SyncJob", WatchedJob)
     s = Signal()
     calls: list[str] = []
+    first_began = threading.Event()
 
     def first(**kwargs: Any) -> None:
         calls.append("first")
+        first_began.set()
         assert told_to_stop.wait(timeout=30)
 
     def second(**kwargs: Any) -> None:
         calls.append("second")
 
+    async def fails_once_first_began(**kwargs: Any) -> None:
+        loop = asyncio.get_running_loop()
+        assert await loop.run_in_executor(None, first_began.wait, 30)
+        raise KeyError("aboom")
+
     s.connect(first)
     s.connect(second)
-    s.connect(afailing)
+    s.connect(fails_once_first_began)
     with pytest.raises(KeyError):
         asyncio.run(s.asend(None))
     assert calls == ["first"]
