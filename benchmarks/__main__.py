@@ -1,9 +1,10 @@
-"""Command line: ``python -m benchmarks [--quick] [--case NAME]... [--list]``."""
+"""Command line: ``python -m benchmarks [--quick] [--case NAME]... [--write]``."""
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.util
 import json
 import os
 import shlex
@@ -12,31 +13,38 @@ import tempfile
 import time
 from pathlib import Path
 
-# Importing a case module registers its case.
-from . import (  # noqa: F401
-    asyncsend,
-    churn,
-    contention,
-    djangosignals,
-    fanout,
-    inline,
-    report,
-    senders,
-)
-from .cases import CASES, measure_groups
+from . import report
+from .cases import CASES, load_all, measure_groups
 from .harness import FULL, QUICK, Settings
+
+#: What the cases import beside concsignals: the ``bench`` extra.
+EXTRA = 'python -m pip install -e ".[bench]"'
+NEEDED = ("blinker", "psygnal", "pydispatch", "django", "dask", "distributed")
+NEEDED += ("matplotlib",)
+
+DESCRIPTION = f"""\
+Benchmark concsignals side by side with django.dispatch, blinker, psygnal and
+pydispatcher, and against the floor.
+
+Needs the bench extra:  {EXTRA}
+
+A full run takes about 6 minutes on 2 cores, --quick about 1 minute. Results
+are printed; the page and plots go to a new temporary directory unless --write
+(publish to docs/benchmarks.md and docs/_static/benchmarks/) or --out DIR.
+"""
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
-        description="Benchmark concsignals against its peers and the floor.",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="a short run (under a minute) for CI smoke; publishes nothing "
-        "unless --write is given",
+        help="a short smoke run (about a minute) whose figures are too short "
+        "to publish",
     )
     parser.add_argument(
         "--case",
@@ -48,19 +56,35 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--write",
         action="store_true",
-        help="publish docs/benchmarks.md and its plots even for --quick or --case",
+        help="publish: overwrite docs/benchmarks.md and its plots (do this only "
+        "for a full run of every case on a quiet machine)",
     )
     parser.add_argument(
         "--out",
         type=Path,
-        help="write the page and plots here instead (default: the published "
-        "location for a full run of every case, else a new temporary directory)",
+        metavar="DIR",
+        help="write the page and plots into DIR (default: a new temporary "
+        "directory; with --write: docs/)",
     )
     # Internal: a worker process measuring one timing case's groups.
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--settings", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
+
+
+def missing_modules() -> list[str]:
+    """The bench extra's modules that cannot be imported here."""
+    return [name for name in NEEDED if importlib.util.find_spec(name) is None]
+
+
+def output_dir(args: argparse.Namespace) -> Path:
+    """Where the page and plots go: docs/ only when asked to publish."""
+    if args.out is not None:
+        return Path(args.out)
+    if args.write:
+        return report.ROOT / "docs"
+    return Path(tempfile.mkdtemp(prefix="concsignals-bench-"))
 
 
 def worker(args: argparse.Namespace) -> int:
@@ -73,6 +97,7 @@ def worker(args: argparse.Namespace) -> int:
 
 def main(argv: list[str]) -> int:
     args = parse(argv)
+    load_all()
     if args.worker:
         return worker(args)
     if args.list:
@@ -83,15 +108,17 @@ def main(argv: list[str]) -> int:
     if unknown:
         print(f"unknown case(s): {', '.join(unknown)}; see --list", file=sys.stderr)
         return 2
+    missing = missing_modules()
+    if missing:
+        print(
+            f"python -m benchmarks: needs the bench extra ({', '.join(missing)} "
+            f"not installed): {EXTRA}",
+            file=sys.stderr,
+        )
+        return 2
     settings = QUICK if args.quick else FULL
     names = args.case or [c.name for c in sorted(CASES.values(), key=lambda c: c.title)]
-    publish = args.write or (not args.quick and not args.case)
-    if args.out is not None:
-        out = args.out
-    elif publish:
-        out = report.ROOT / "docs"
-    else:
-        out = Path(tempfile.mkdtemp(prefix="concsignals-bench-"))
+    out = output_dir(args)
     plots_dir = out / "_static" / "benchmarks"
     plots_dir.mkdir(parents=True, exist_ok=True)
 
@@ -101,6 +128,8 @@ def main(argv: list[str]) -> int:
     t0 = time.perf_counter()
     results = []
     for name in names:
+        now = datetime.datetime.now()
+        print(f"{name}: {CASES[name].title}, started {now:%H:%M:%S}", flush=True)
         case_t0 = time.perf_counter()
         load_start = os.getloadavg()[0]
         result = CASES[name].run(settings)
@@ -120,6 +149,8 @@ def main(argv: list[str]) -> int:
     )
     (out / "benchmarks.md").write_text(page)
     print(f"wrote {out / 'benchmarks.md'} and plots in {plots_dir}")
+    if not args.write and args.out is None:
+        print("(to publish a full run to docs/: python -m benchmarks --write)")
     print(f"total: {time.perf_counter() - t0:.1f} s")
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,10 +29,29 @@ class Case:
 
 CASES: dict[str, Case] = {}
 
+#: The modules that define cases, one a line; importing one registers its case.
+MODULES = (
+    "asyncsend",
+    "churn",
+    "contention",
+    "djangosignals",
+    "fanout",
+    "importtime",
+    "inline",
+    "senders",
+)
+
 
 def register(case: Case) -> Case:
     CASES[case.name] = case
     return case
+
+
+def load_all() -> dict[str, Case]:
+    """Import every case module (registering its case); return the registry."""
+    for module in MODULES:
+        importlib.import_module(f"{__package__}.{module}")
+    return CASES
 
 
 def measure_groups(builder: GroupBuilder, settings: Settings, seed: int) -> dict:

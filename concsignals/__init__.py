@@ -1,6 +1,7 @@
 """concsignals: Django's signal dispatcher, rebuilt for concurrency."""
 
-from ._signal import Signal, SignalView, receiver
+from ._signal import Signal, receiver
+from ._view import SignalView
 from .executors import SignalRef
 
 __all__ = ["Signal", "SignalRef", "SignalView", "receiver"]

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import multiprocessing
 import os
 import sys
+import sysconfig
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
@@ -20,14 +22,22 @@ from typing import Any
 
 from concsignals import Signal
 
+MAX_SCALE = 100.0  # about a quarter of an hour
+
 USAGE = """\
 usage: python -m concsignals <command>
 
 commands:
   demo [--scale S]   run receivers inline, on threads and on processes, and
                      print wall times and speedups (about 10 s; S scales the
-                     work, e.g. 0.2 for a quick look)
+                     work, e.g. 0.2 for a quick look; demo --help for more)
 """
+
+SCALE_HELP = (
+    "multiply the work by S: each I/O receiver waits 0.25*S s and each CPU "
+    "receiver computes for about 0.4*S s (default 1: about 10 s in all; 0.2 for "
+    f"a quick look). A number > 0 and <= {MAX_SCALE:g}."
+)
 
 
 class Waiter:
@@ -133,6 +143,7 @@ def demo(scale: float) -> int:
                 same = same and results == first
     print()
     print_table(table, list(runs))
+    explain(table, list(runs), workers, scale)
     print(
         "\nresults identical and in connection order everywhere:",
         "yes" if same else "NO",
@@ -141,15 +152,81 @@ def demo(scale: float) -> int:
     return 0 if same else 1
 
 
+def fmt_seconds(seconds: float) -> str:
+    return f"{seconds:.2f} s" if seconds >= 0.1 else f"{seconds * 1e3:.1f} ms"
+
+
 def print_table(table: dict[str, dict[str, float]], columns: list[str]) -> None:
-    print(f"  {'receivers':<10}" + "".join(f"{c:>22}" for c in columns))
+    """Wall time of one send per group and way, and its speedup over inline."""
+    rows = [["receivers", *columns]]
     for group, times in table.items():
         base = times[columns[0]]
-        cells = [
-            f"{times[c]:8.2f} s" + (f" ({base / times[c]:4.1f}x)" if i else " " * 8)
-            for i, c in enumerate(columns)
-        ]
-        print(f"  {group:<10}" + "".join(f"{cell:>22}" for cell in cells))
+        rows.append(
+            [group]
+            + [f"{fmt_seconds(times[c])} ({base / times[c]:.1f}x)" for c in columns]
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        first, *cells = row
+        line = f"{first:<{widths[0]}}"
+        line += "".join(f"   {c:>{w}}" for c, w in zip(cells, widths[1:], strict=True))
+        print(f"  {line}")
+
+
+def gil_state() -> str:
+    """Which build this is, and whether the GIL is on."""
+    if not sysconfig.get_config_var("Py_GIL_DISABLED"):
+        return "a standard build of Python: the GIL is on"
+    if getattr(sys, "_is_gil_enabled", lambda: True)():
+        return (
+            "a free-threaded build of Python, but the GIL is on (switched on by "
+            "PYTHON_GIL=1, or by an extension module that needs it)"
+        )
+    return "a free-threaded build of Python with the GIL off"
+
+
+def explain(
+    table: dict[str, dict[str, float]], columns: list[str], workers: int, scale: float
+) -> None:
+    """Say what the table means, for the build it ran on."""
+    _, threads, processes = columns
+    print(
+        "\nEach cell: the wall time of one send to that group, and how many times"
+        "\nfaster than inline. How to read it:"
+        f"\n  - receivers that wait (I/O) overlap their waits on {threads}:"
+        "\n    threads help them whatever the build;"
+        "\n  - receivers that compute (CPU) need the interpreter: while the GIL is"
+        "\n    on, one thread at a time runs Python, so threads do not help them and"
+        f"\n    {processes} do (one core each); with the GIL off, threads help both."
+        f"\nThis run: {gil_state()}."
+    )
+    cpu = table["CPU"]
+    if cpu[processes] >= cpu[columns[0]] or scale < 0.5:
+        print(
+            "\nProcesses cost time of their own: starting the workers (done before"
+            "\nthe table, timed above), then, on every send, pickling each receiver"
+            "\nand its arguments to a worker and its result back. At small scales"
+            "\nthat costs more than the work saves; try --scale 1 or more."
+        )
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Reports a bad argument in one line, not with the usage block."""
+
+    def error(self, message: str) -> Any:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def scale_type(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= MAX_SCALE:  # False for nan, so nan is refused too
+        raise argparse.ArgumentTypeError(
+            f"must be a number > 0 and <= {MAX_SCALE:g}, not {text!r}"
+        )
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -160,11 +237,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args[0] != "demo":
         print(f"unknown command {args[0]!r}\n\n{USAGE}", end="", file=sys.stderr)
         return 2
-    parser = argparse.ArgumentParser(prog="python -m concsignals demo")
-    parser.add_argument("--scale", type=float, default=1.0)
+    parser = OneLineParser(
+        prog="python -m concsignals demo",
+        description="Send to slow receivers inline, through threads and through "
+        "processes, and print wall times and speedups.",
+    )
+    parser.add_argument(
+        "--scale", type=scale_type, default=1.0, metavar="S", help=SCALE_HELP
+    )
     options = parser.parse_args(args[1:])
-    if not options.scale > 0:
-        parser.error(f"--scale must be > 0, not {options.scale}")
     return demo(options.scale)
 
 

@@ -33,11 +33,13 @@ from __future__ import annotations
 import inspect
 import threading
 import types
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import Executor, Future
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
-from . import _asyncio, _dispatch
+from . import _inline, _run
+from ._callables import is_async_receiver
+from ._send import Send
 from ._snapshot import (
     EMPTY,
     DeathNotice,
@@ -50,8 +52,10 @@ from ._snapshot import (
     receiver_id,
     sender_getter,
 )
+from ._view import SignalView
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 Responses = list[tuple[Receiver, Any]]
 
 
@@ -105,7 +109,7 @@ class Signal:
         the receiver; a send already under way does not.
         """
         check_receiver(receiver)
-        is_async = _asyncio.is_async_receiver(receiver)
+        is_async = is_async_receiver(receiver)
         get, hold = receiver_getter(receiver, weak, self._notice)
         key = _lookup_key(receiver, sender, dispatch_uid)
         with self._lock:
@@ -268,54 +272,70 @@ class Signal:
         if not entries:
             return []
         if self._executor is not None or snap.has_async:
-            return _dispatch.run(self, entries, sender, named)
-        responses = _dispatch.call_inline(self, entries, sender, named)
+            return _run.run(Send(self, entries, sender, named), self._executor)
+        responses = _inline.call_inline(self, entries, sender, named)
         if len(responses) != len(entries):
             self._collect_dead()
         return responses
 
     def send_robust(self, /, sender: Any, **named: Any) -> Responses:
         """Like :meth:`send`, but every receiver runs; an ``Exception`` raised
-        by one is logged on logger ``concsignals`` and returned in its slot.
+        by one, or met in running it (pickling, the executor), is logged on
+        logger ``concsignals`` and returned in its slot.
 
-        A ``BaseException`` that is not an ``Exception`` propagates.
+        A ``BaseException`` that is not an ``Exception`` propagates, once every
+        call the send began has ended.
         """
         entries = self._snapshot.lookup(sender)
-        return _dispatch.run(self, entries, sender, named, robust=True)
+        if not entries:
+            return []
+        if self._executor is None and not any(e.is_async for e in entries):
+            return _inline.call_robust(self, entries, sender, named)
+        return _run.run(Send(self, entries, sender, named, None, True), self._executor)
 
     async def asend(self, /, sender: Any, **named: Any) -> Responses:
         """Async :meth:`send`: async receivers run concurrently on the running
         loop, sync ones off it; results in connection order.
 
-        Lock-free; safe from many loops and threads at once.  Cancelling the
-        awaiting task cancels the receivers it started and waits for them.
+        Reads the snapshot when awaited.  Lock-free; safe from many loops and
+        threads at once.  Cancelling the awaiting task closes the send: the
+        receivers it started are cancelled and waited for, and no call not yet
+        begun begins.
         """
         entries = self._snapshot.lookup(sender)
-        return await _asyncio.asend(self, entries, sender, named, self._executor)
+        if not entries:
+            return []
+        return await _run.arun(Send(self, entries, sender, named), self._executor)
 
     async def asend_robust(self, /, sender: Any, **named: Any) -> Responses:
         """Async :meth:`send_robust`: every receiver runs; each ``Exception``
         is logged and returned in its slot.
 
-        Lock-free; safe from many loops and threads at once.  Cancelling the
-        awaiting task cancels the receivers it started and waits for them.
+        Reads the snapshot when awaited.  Lock-free; safe from many loops and
+        threads at once.  Cancelling the awaiting task behaves as for
+        :meth:`asend`.
         """
         entries = self._snapshot.lookup(sender)
-        return await _asyncio.asend(
-            self, entries, sender, named, self._executor, robust=True
-        )
+        if not entries:
+            return []
+        send = Send(self, entries, sender, named, None, True)
+        return await _run.arun(send, self._executor)
 
     def submit(self, /, sender: Any, **named: Any) -> Future[Responses]:
         """Start a robust send and return at once with a Future of its results.
 
         On an executor, the last call to finish resolves the Future; otherwise
-        the send runs on a thread pool concsignals owns (shut down at exit).
-        The Future is held until done; cancelling it stops calls not yet
-        begun.  Called from a worker of the pool it would wait on, it runs the
-        send at once and returns a done Future, so it cannot deadlock.
+        the send runs on a thread pool concsignals owns (shut down at exit;
+        after that, at interpreter exit, the send runs in the caller's thread
+        and the Future returned is done).  The Future is held until done.
+        Cancelling it before it is done succeeds, and no call of the send that
+        had not begun begins.  Called from a worker of the pool it would wait
+        on, it runs the send at once and returns a done Future, so it cannot
+        deadlock.
         """
         entries = self._snapshot.lookup(sender)
-        return _dispatch.submit(self, entries, sender, named, self._executor)
+        send = Send(self, entries, sender, named, None, True)
+        return _run.submit(send, self._executor)
 
     def using(
         self, executor: Executor | None, *, timeout: float | None = None
@@ -330,68 +350,31 @@ class Signal:
         """
         return SignalView(self, executor, timeout)
 
+    # -- hooks (overridden by concsignals.django) -------------------------------
 
-class SignalView:
-    """``signal.using(executor, timeout=...)``: sends with these options.
+    #: The logger robust sends log receiver failures on.
+    _logger_name: ClassVar[str] = "concsignals"
 
-    Holds no state of its own but the options; connections are the signal's.
-    Every method behaves under concurrency as the signal's method of the same
-    name.
-    """
+    def _executor_for(self, entry: Entry, executor: Executor | None) -> Executor | None:
+        """The executor that runs ``entry``'s call in a send on ``executor``
+        (``None``: inline, or off the loop for ``asend``).  Override to give a
+        receiver an executor of its own; the default keeps the send's."""
+        return executor
 
-    __slots__ = ("executor", "signal", "timeout")
+    def _offload_sync(self, job: Callable[[], T]) -> Awaitable[T]:
+        """How ``asend`` (no executor) runs a job of sync receivers off the
+        loop; called on the loop's thread.  Default: the loop's default
+        executor."""
+        from ._async import offload_default
 
-    def __init__(
-        self, signal: Signal, executor: Executor | None, timeout: float | None
-    ) -> None:
-        if timeout is not None and not timeout >= 0:
-            raise ValueError(f"timeout must be None or >= 0, not {timeout!r}")
-        self.signal = signal
-        self.executor = executor
-        self.timeout = timeout
+        return offload_default(job)
 
-    def __repr__(self) -> str:
-        return (
-            f"<SignalView of {self.signal!r} executor={self.executor!r} "
-            f"timeout={self.timeout!r}>"
-        )
+    def _run_coroutine(self, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        """How a sync send with async receivers runs them to completion, from
+        a thread with no running loop.  Default: a private event loop."""
+        from ._async import run_private
 
-    def send(self, /, sender: Any, **named: Any) -> Responses:
-        """:meth:`Signal.send` on this view's executor, within its timeout."""
-        entries = self.signal._snapshot.lookup(sender)
-        return _dispatch.run(
-            self.signal, entries, sender, named, self.executor, self.timeout
-        )
-
-    def send_robust(self, /, sender: Any, **named: Any) -> Responses:
-        """:meth:`Signal.send_robust` on this view's executor, within its timeout."""
-        entries = self.signal._snapshot.lookup(sender)
-        return _dispatch.run(
-            self.signal, entries, sender, named, self.executor, self.timeout, True
-        )
-
-    def asend(self, /, sender: Any, **named: Any) -> Coroutine[Any, Any, Responses]:
-        """:meth:`Signal.asend` with this view's executor and timeout."""
-        entries = self.signal._snapshot.lookup(sender)
-        return _asyncio.asend(
-            self.signal, entries, sender, named, self.executor, self.timeout
-        )
-
-    def asend_robust(
-        self, /, sender: Any, **named: Any
-    ) -> Coroutine[Any, Any, Responses]:
-        """:meth:`Signal.asend_robust` with this view's executor and timeout."""
-        entries = self.signal._snapshot.lookup(sender)
-        return _asyncio.asend(
-            self.signal, entries, sender, named, self.executor, self.timeout, True
-        )
-
-    def submit(self, /, sender: Any, **named: Any) -> Future[Responses]:
-        """:meth:`Signal.submit` on this view's executor, within its timeout."""
-        entries = self.signal._snapshot.lookup(sender)
-        return _dispatch.submit(
-            self.signal, entries, sender, named, self.executor, self.timeout
-        )
+        return run_private(make)
 
 
 def _lookup_key(

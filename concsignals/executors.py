@@ -54,11 +54,15 @@ Deadlines (``signal.using(executor, timeout=t)``)
 Nested sends
     A receiver running on an in-process executor may send through the same
     executor, even one of a single worker that is busy: a sender that is one of
-    the executor's workers (``running_on``) submits its calls as usual, then
-    runs in its own thread every call that no free worker has taken yet, in
-    connection order, and waits only for calls that are already running.
-    Calls run that way cannot be cut short by a deadline.  ``submit`` made from
-    such a thread runs the send before it returns.
+    the executor's workers (``running_on``: the job wrapper concsignals
+    submits marks it) submits its calls as usual, then runs in its own thread
+    every call that no free worker has taken yet, in connection order, and
+    waits only for calls that are already running.  The deadline holds there
+    as inline: checked before and after each such call.  A sender the mark
+    cannot vouch for (work a user submitted to the pool directly, an executor
+    concsignals cannot see into) does the same once none of its calls began
+    for ``_threads.PATIENCE`` seconds.  ``submit`` made from a marked thread
+    runs the send before it returns.
 
 This module also owns the one executor concsignals creates itself: the thread
 pool on which ``submit`` runs sends that have no executor (:func:`owned_pool`).
@@ -106,51 +110,34 @@ def in_process(executor: Executor) -> bool:
 # -- nested sends -------------------------------------------------------------
 
 #: The in-process executors the current call runs on, innermost last.  Set by
-#: the call wrapper in ``_dispatch`` inside the receiver's own copy of the
-#: sender's context, so it follows a chain of nested sends across pools: a
-#: receiver on pool A that sends through pool B, whose receiver sends through
-#: pool A again, sees A in its chain.
+#: the job wrapper concsignals submits (``_threads.start``), inside the call's
+#: own copy of the sender's context, so it follows a chain of nested sends
+#: across pools: a receiver on pool A that sends through pool B, whose
+#: receiver sends through pool A again, sees A in its chain.  No private
+#: attribute of any executor is read.
 on_pools: contextvars.ContextVar[tuple[Executor, ...]] = contextvars.ContextVar(
     "concsignals_on_pools", default=()
 )
 
 
 def running_on(executor: Executor) -> bool:
-    """Whether the current thread is, or waits on, a worker of ``executor``.
+    """Whether the current call runs on a worker of ``executor`` for a send
+    concsignals made there (directly, or through a chain of nested sends).
 
-    True inside a receiver that concsignals runs on ``executor`` (or that runs
-    on another pool on behalf of one that does), and on any thread of a
-    ``ThreadPoolExecutor``'s own.  A send made there must not wait for a free
-    worker of ``executor``: there may be none, ever.  Safe from any thread.
+    A send made there must not wait for a free worker of ``executor``: there
+    may be none, ever.  Work a user put on the pool directly is not marked;
+    for it, a send falls back on running queued calls itself when none of
+    them began for a while (see ``_threads.py``).  Safe from any thread.
     """
-    if executor in on_pools.get():
-        return True
-    workers = getattr(executor, "_threads", None)
-    if workers is None:
-        return False
-    thread = threading.current_thread()
-    return thread in workers or _thread_pool_of(thread) is executor
-
-
-def _thread_pool_of(thread: threading.Thread) -> object:
-    """The ``ThreadPoolExecutor`` a worker thread serves, else ``None``.
-
-    A pool starts a worker thread *before* adding it to its ``_threads``, so
-    the worker's first task may not find itself there; but the thread's target
-    arguments begin with a weak reference to its pool (CPython 3.8 to 3.13).
-    Best effort: anything unexpected answers ``None``.
-    """
-    args = getattr(thread, "_args", None)
-    if isinstance(args, tuple) and args and isinstance(args[0], weakref.ref):
-        return args[0]()
-    return None
+    return any(pool is executor for pool in on_pools.get())
 
 
 # -- the pool concsignals owns ------------------------------------------------
 
 # Guards creating _owned (once).  Reads of _owned need no lock: one attribute
-# read of a reference that goes from None to a pool at most once... or back to
-# None at exit, after which submit() makes a fresh one.
+# read of a reference that goes from None to a pool, and back to None at exit.
+# After exit, a pool made afresh refuses work (the interpreter is shutting
+# down) and submit() runs the send in the caller's thread instead.
 _owned_lock = threading.Lock()
 _owned: ThreadPoolExecutor | None = None
 
@@ -158,7 +145,9 @@ _owned: ThreadPoolExecutor | None = None
 def owned_pool() -> ThreadPoolExecutor:
     """The thread pool concsignals runs ``submit`` on when there is no executor.
 
-    Created on first use, shut down at interpreter exit.  Safe from any thread.
+    Created on first use, shut down at interpreter exit; ``submit`` never
+    hands its Future out, so cancelling a ``submit()`` Future never cancels
+    work of this pool.  Safe from any thread.
     """
     global _owned
     pool = _owned

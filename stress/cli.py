@@ -165,6 +165,7 @@ def run_many(
     runnable = [s for s in scenarios if not reasons[s.name]]
     share = total / max(1, len(runnable))
     outcomes = []
+    print(f"  {HEADER}", file=out)  # over the progress rows, one per scenario
     for s in scenarios:
         if reasons[s.name]:
             o = Outcome(s.name, getattr(factory, "__qualname__", "?"), "skipped")
@@ -236,6 +237,7 @@ def self_test(
             f"self-test: {per_run:g}s per run; deadlock stacks go to {dumps.name}",
             file=out,
         )
+        print(f"    {HEADER}", file=out)  # over every run's row below
         ok = True
         report: dict[str, Any] = {"controls": {}, "broken": {}}
         for name in ("concsignals", "mini"):

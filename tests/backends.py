@@ -15,6 +15,8 @@ To add one, append a :class:`Backend`:
   send through that executor.  The defaults use ``signal.using(executor,
   timeout=timeout).send(...)``; an async backend wraps ``asend`` in
   ``asyncio.run`` instead;
+* ``broken(request)``: an executor of that kind that is shut down (``None``:
+  the backend has no executor to fail);
 * ``parallel``: receivers of one send overlap in time;
 * ``shares_memory``: receivers run in the test's own process, so they may
   close over test state and disconnect receivers while a send runs.
@@ -26,8 +28,9 @@ Receivers for backends without shared memory must be picklable: use
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,6 +72,8 @@ class Backend:
     shares_memory: bool
     send: SendFn = plain_send
     send_robust: SendFn = plain_send_robust
+    broken: Callable[[pytest.FixtureRequest], Executor | None] = lambda r: None
+    is_async: bool = False
 
     def __repr__(self) -> str:
         return self.name
@@ -96,11 +101,29 @@ def dask_executor(request: pytest.FixtureRequest, workers: int) -> Executor:
     return ex
 
 
+def shut_threads(request: pytest.FixtureRequest) -> Executor:
+    pool = ThreadPoolExecutor(1)
+    pool.shutdown()
+    return pool
+
+
+def shut_processes(request: pytest.FixtureRequest) -> Executor:
+    pool = ProcessPoolExecutor(1)
+    pool.shutdown()
+    return pool
+
+
+def shut_dask(request: pytest.FixtureRequest) -> Executor:
+    ex: Executor = request.getfixturevalue("dask_client").get_executor()
+    ex.shutdown(wait=False)
+    return ex
+
+
 BACKENDS: list[Backend] = [
     Backend("inline", no_executor, parallel=False, shares_memory=True),
-    Backend("threads", thread_pool, parallel=True, shares_memory=True),
-    Backend("processes", process_pool, parallel=True, shares_memory=False),
-    Backend("dask", dask_executor, parallel=True, shares_memory=False),
+    Backend("threads", thread_pool, True, True, broken=shut_threads),
+    Backend("processes", process_pool, True, False, broken=shut_processes),
+    Backend("dask", dask_executor, True, False, broken=shut_dask),
 ]
 
 
@@ -132,7 +155,67 @@ def asend_robust(
 # Without an executor, asend runs a send's sync receivers one after another in
 # one worker thread: not parallel.
 BACKENDS += [
-    Backend("asend", no_executor, False, True, asend, asend_robust),
-    Backend("asend+threads", thread_pool, True, True, asend, asend_robust),
-    Backend("asend+processes", process_pool, True, False, asend, asend_robust),
+    Backend("asend", no_executor, False, True, asend, asend_robust, is_async=True),
+    Backend(
+        "asend+threads",
+        thread_pool,
+        True,
+        True,
+        asend,
+        asend_robust,
+        broken=shut_threads,
+        is_async=True,
+    ),
+    Backend(
+        "asend+processes",
+        process_pool,
+        True,
+        False,
+        asend,
+        asend_robust,
+        broken=shut_processes,
+        is_async=True,
+    ),
+]
+
+
+# -- nested: the send is made by a receiver running on the pool it sends
+# through, a pool of one worker (saturated: the sender is its only worker) ----
+
+
+def one_worker(request: pytest.FixtureRequest, workers: int) -> Executor:
+    return thread_pool(request, 1)
+
+
+def relay(
+    robust: bool,
+    signal: Signal,
+    executor: Executor | None,
+    timeout: float | None,
+    sender: Any,
+    named: dict[str, Any],
+) -> Responses:
+    """Send from inside a receiver that concsignals runs on ``executor``."""
+    view = signal.using(executor, timeout=timeout)
+    outer = Signal()
+
+    def inner(**kw: Any) -> Responses:
+        if robust:
+            return view.send_robust(sender, **named)
+        return view.send(sender, **named)
+
+    outer.connect(inner, weak=False)
+    [(_, result)] = outer.using(executor).send(None)
+    return result  # type: ignore[no-any-return]
+
+
+BACKENDS += [
+    Backend(
+        "nested",
+        one_worker,
+        False,
+        True,
+        functools.partial(relay, False),
+        functools.partial(relay, True),
+    ),
 ]

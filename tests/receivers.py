@@ -74,10 +74,49 @@ class Stop(BaseException):
 
 
 class Halt:
-    """Raises :class:`Stop`."""
+    """Waits ``delay`` seconds, then raises :class:`Stop`."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
 
     def __call__(self, signal: Any, sender: Any, **named: Any) -> None:
+        if self.delay:
+            time.sleep(self.delay)
         raise Stop("halt")
+
+    def __repr__(self) -> str:
+        return "Halt()"
+
+
+class Trace:
+    """Touches ``<path>.began``, waits ``delay`` seconds, touches ``<path>.ended``:
+    evidence, readable from any process, of whether and when it ran."""
+
+    def __init__(self, path: str, delay: float = 0.0) -> None:
+        self.path = path
+        self.delay = delay
+
+    def __call__(self, signal: Any, sender: Any, **named: Any) -> str:
+        open(self.path + ".began", "w").close()
+        time.sleep(self.delay)
+        open(self.path + ".ended", "w").close()
+        return "traced"
+
+    def began(self) -> bool:
+        return os.path.exists(self.path + ".began")
+
+    def ended(self) -> bool:
+        return os.path.exists(self.path + ".ended")
+
+    def __repr__(self) -> str:
+        return "Trace()"
+
+
+class Die:
+    """Kills the worker process it runs in (a broken process pool)."""
+
+    def __call__(self, signal: Any, sender: Any, **named: Any) -> None:
+        os._exit(3)
 
 
 def echo(signal: Any, sender: Any, **named: Any) -> tuple[str, str, dict[str, Any]]:

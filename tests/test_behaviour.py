@@ -7,6 +7,7 @@ shared memory, which skip on backends without it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import traceback
@@ -17,7 +18,18 @@ import pytest
 
 from concsignals import Signal
 from tests.backends import Backend
-from tests.receivers import Bank, Fail, Nobody, Reply, Shop, WaitForFile, echo
+from tests.receivers import (
+    Bank,
+    Fail,
+    Halt,
+    Nobody,
+    Reply,
+    Shop,
+    Stop,
+    Trace,
+    WaitForFile,
+    echo,
+)
 
 
 @pytest.fixture
@@ -231,3 +243,98 @@ def test_send_raises_timeout_error_at_the_deadline(
     if backend.parallel:
         assert elapsed < 20
     del fast
+
+
+# -- issue 10: one contract at the edges, on every backend ----------------------
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("robust", [False, True], ids=["send", "send_robust"])
+def test_a_base_exception_propagates_only_after_every_begun_call_ended(
+    backend: Backend, executor: Any, tmp_path: Path, robust: bool
+) -> None:
+    """Issue 10 case 1: a thread-pool send raised at once while a call it had
+    begun still ran."""
+    sig = Signal()
+    sig.connect(halt := Halt(delay=0.2))  # fails once the other call runs
+    sig.connect(trace := Trace(str(tmp_path / "slow"), delay=0.6))
+    with pytest.raises(Stop):
+        (send_robust if robust else send)(backend, sig, executor, Shop)
+    assert trace.ended() or not trace.began()
+    del halt
+
+
+@pytest.mark.timeout(60)
+def test_the_earliest_slot_decides_with_a_deadline_and_a_failure(
+    backend: Backend, executor: Any, tmp_path: Path
+) -> None:
+    """Issue 10 case 3: send raised TimeoutError, asend the ValueError."""
+    sig = Signal()
+    sig.connect(slow := stuck(backend, tmp_path))
+    sig.connect(fail := Fail("x"))
+    try:
+        with pytest.raises(TimeoutError, match=r"WaitForFile\('slow'\)") as info:
+            send(backend, sig, executor, Shop, timeout=0.5)
+    finally:
+        release(slow)
+    notes = getattr(info.value, "__notes__", [])
+    assert all("Fail('x')" in n for n in notes)
+    del fail
+
+
+@pytest.mark.timeout(60)
+def test_a_call_that_overruns_the_deadline_times_the_send_out(
+    backend: Backend, executor: Any
+) -> None:
+    """Issue 10 case 4: a nested send returned a late result as a success."""
+    sig = Signal()
+    sig.connect(slow := Reply("slow", delay=0.5))
+    sig.connect(after := Reply("after"))
+    with pytest.raises(TimeoutError, match=r"Reply\('slow'\)"):
+        send(backend, sig, executor, Shop, timeout=0.1)
+    result = send_robust(backend, sig, executor, Shop, timeout=0.1)
+    assert [r for r, _ in result] == [slow, after]
+    assert isinstance(result[0][1], TimeoutError)
+    del after
+
+
+@pytest.mark.timeout(60)
+def test_executor_failures_land_in_their_slots_each_its_own(
+    backend: Backend, request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 10 case 5: send_robust raised the shut-down executor's error."""
+    broken = backend.broken(request)
+    if broken is None:
+        pytest.skip("no executor to fail")
+    sig = Signal()
+    rs = [Reply("a"), Reply("b")]
+    for r in rs:
+        sig.connect(r)
+    with caplog.at_level(logging.ERROR, logger="concsignals"):
+        result = backend.send_robust(sig, broken, None, Shop, {})
+    assert [r for r, _ in result] == rs
+    errors = [err for _, err in result]
+    assert all(isinstance(err, Exception) for err in errors)
+    assert errors[0] is not errors[1]
+    assert len([r for r in caplog.records if r.name == "concsignals"]) == 2
+    with pytest.raises(Exception):  # noqa: B017 - whatever the executor says
+        backend.send(sig, broken, None, Shop, {})
+
+
+@pytest.mark.timeout(60)
+def test_asend_reads_the_snapshot_when_awaited(backend: Backend, executor: Any) -> None:
+    """Issue 10 case 6: SignalView.asend read it when called."""
+    if not backend.is_async:
+        pytest.skip("sync sends read the snapshot when called: there is no later")
+    sig = Signal()
+    view = sig.using(executor)
+
+    async def main() -> list[Any]:
+        coros = [view.asend(Shop), view.asend_robust(Shop), sig.asend(Shop)]
+        sig.connect(r := Reply("late"))
+        results = [await c for c in coros]
+        sig.disconnect(r)
+        return results
+
+    for result in asyncio.run(main()):
+        assert [v for _, v in result] == ["late"]

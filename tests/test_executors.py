@@ -627,3 +627,104 @@ def test_the_module_prints_usage_and_refuses_unknown_commands() -> None:
     unknown = run_module("frobnicate")
     assert unknown.returncode == 2
     assert "unknown command 'frobnicate'" in unknown.stderr
+
+
+# -- issue 11 items 5 and 6 ------------------------------------------------------
+
+
+class OwnThread(Executor):
+    """An in-process executor concsignals cannot see into: one thread of its
+    own, started its own way, fed from a queue."""
+
+    concsignals_in_process = True
+
+    def __init__(self) -> None:
+        import queue
+
+        self.jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._work, daemon=True)
+        self.thread.start()
+
+    def _work(self) -> None:
+        while (job := self.jobs.get()) is not None:
+            fut, fn, args = job
+            if fut.set_running_or_notify_cancel():
+                try:
+                    fut.set_result(fn(*args))
+                except BaseException as err:
+                    fut.set_exception(err)
+
+    def submit(self, fn: Any, /, *args: Any, **kw: Any) -> Any:
+        fut: Future[Any] = Future()
+        self.jobs.put((fut, fn, args))
+        return fut
+
+    def shutdown(self, wait: bool = True, **kw: Any) -> None:
+        self.jobs.put(None)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", ["ThreadPoolExecutor", "own thread"])
+def test_a_nested_send_on_a_fresh_one_worker_pool_is_detected(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 11 item 6: a fresh worker's first task was missed without
+    CPython's ``Thread._args``; detection now reads no private attribute.
+    The fallback is switched off (``PATIENCE``): only detection can finish."""
+    from concsignals import _threads
+
+    monkeypatch.setattr(_threads, "PATIENCE", 600.0)
+    sig = Signal()
+    sig.connect(leaf := Reply("leaf"))
+    outer = Signal()
+    for _ in range(30):
+        ex: Any = ThreadPoolExecutor(1) if kind != "own thread" else OwnThread()
+
+        def nested(ex: Any = ex, **kw: Any) -> Any:
+            # The pool's only worker waits on this send: it must run the
+            # calls itself, at once (no fallback delay needed).
+            return sig.using(ex, timeout=5).send(Shop)
+
+        outer.connect(nested, weak=False)
+        try:
+            [(_, inner)] = outer.using(ex).send(Shop)
+            assert inner == [(leaf, "leaf")]
+        finally:
+            outer.disconnect(nested)
+            ex.shutdown()
+
+
+def test_running_on_answers_from_concsignals_own_mark(
+    one: ThreadPoolExecutor,
+) -> None:
+    """True inside a call concsignals runs on the pool, not elsewhere; work
+    a user put on the pool is not marked (the fallback covers it)."""
+    assert not executors.running_on(one)
+    assert not one.submit(executors.running_on, one).result()
+    sig = Signal()
+    sig.connect(lambda **kw: executors.running_on(one), weak=False)
+    assert sig.using(one).send(Shop)[0][1] is True
+
+
+@pytest.mark.timeout(60)
+def test_submit_at_interpreter_exit_runs_the_send_in_the_callers_thread() -> None:
+    """Issue 11 item 5: from a non-daemon thread still running at exit."""
+    script = textwrap.dedent(
+        """
+        import threading, time
+        from concsignals import Signal
+        sig = Signal()
+        sig.connect(lambda **kw: threading.current_thread().name, weak=False)
+        sig.submit(None).result()  # the owned pool exists
+        def late():
+            time.sleep(0.5)  # the main thread has exited by now
+            fut = sig.submit(None)
+            print("done:", fut.done(), fut.result()[0][1])
+        threading.Thread(target=late, name="late").start()
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "done: True late"

@@ -1,0 +1,317 @@
+"""Asyncio: ``asend``, and a sync ``send`` that has async receivers.
+
+A send here is the same :class:`~concsignals._send.Send` as everywhere: the
+same gate, outcomes and assembly.  What this module adds is *where* calls run
+and how the loop waits:
+
+* an async receiver is a task on the running loop, whose first step is the
+  begin gate; tasks begin in the order they are created (connection order),
+  then run concurrently;
+* a sync receiver must not block the loop.  On an in-process executor it is
+  one job there (``_threads.start``); on an out-of-process one it is pickled
+  and handed over (``_pickled.hand_off``); without one (or when this thread
+  already works for that executor: a nested send), the send's sync receivers
+  run one after another in one job given to :meth:`Signal._offload_sync`
+  (default: the loop's default executor).  Which executor an entry uses is
+  :meth:`Signal._executor_for`'s answer.
+
+Waiting: the loop awaits one future that the send resolves when every slot
+has settled (``Send.on_settled``, from any thread).  When the send closes (a
+failure in ``asend``, the deadline, the awaiting task cancelled), its tasks
+are cancelled (``Send.on_close``); the gate refuses whatever has not begun;
+the send then waits for every call that began, threads included, except at
+the deadline, where running threads are abandoned and reported timed out.
+
+A sync ``send`` with async receivers, from a thread with no running loop,
+runs through :meth:`Signal._run_coroutine` (default: a private loop).
+Without an executor it *walks* the entries in connection order: a sync
+receiver is called right there, an async one becomes a task stepped to its
+first suspension before the walk goes on.  A sync receiver called by the walk
+may itself make such a send: it runs on a fresh private loop in a helper
+thread.  From a thread whose own loop is running, such a ``send`` raises
+``RuntimeError``: it would block that loop.
+
+Every task is held by its send until it ends (and in :data:`_in_flight` if
+the send gives up on it); a task never ends with an exception (its outcome
+is in the send), so nothing is logged as "never retrieved".  An offloaded job
+that is a task is held in :data:`_in_flight` too.  ``set.add``/``discard``
+are atomic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import inspect
+import threading
+from collections.abc import Awaitable, Callable, Coroutine
+from concurrent.futures import Executor
+from time import monotonic
+from types import CoroutineType
+from typing import Any, TypeVar
+
+from . import _inline, _pickled, _threads, executors
+from ._send import Responses, Send, Why, describe
+
+T = TypeVar("T")
+
+#: Every task and future a send started, until it is done.
+_in_flight: set[asyncio.Future[Any]] = set()
+
+
+def hold(fut: asyncio.Future[Any]) -> None:
+    """Keep ``fut`` alive until done, then mark its exception as retrieved."""
+    _in_flight.add(fut)
+    fut.add_done_callback(_release)
+
+
+def _release(fut: asyncio.Future[Any]) -> None:
+    _in_flight.discard(fut)
+    if not fut.cancelled():
+        fut.exception()
+
+
+async def call_async(send: Send, i: int) -> None:
+    """A task's body: the gate, the call, its outcome.  Never raises."""
+    r = send.begin(i)
+    if r is None:
+        return
+    try:
+        awaitable = r(signal=send.signal, sender=send.sender, **send.named)
+        if type(awaitable) is not CoroutineType and not inspect.isawaitable(awaitable):
+            raise TypeError(
+                f"async receiver {r!r} returned {awaitable!r}, which cannot be awaited"
+            )
+        value = await awaitable
+    except BaseException as err:
+        send.end(i, err=err)
+    else:
+        send.end(i, value)
+
+
+def run_each(send: Send, work: list[tuple[int, contextvars.Context]]) -> None:
+    """A worker's job: the sync receivers of one send, in order, each in its
+    own copy of the sender's context."""
+    for i, ctx in work:
+        if send.closed:
+            return
+        ctx.run(_inline.call, send, i)
+
+
+def offload_default(job: Callable[[], T]) -> Awaitable[T]:
+    """:meth:`Signal._offload_sync`'s default: the loop's default executor."""
+    return asyncio.get_running_loop().run_in_executor(None, job)
+
+
+class Waiter:
+    """The loop's side of one send: its tasks and the future it awaits."""
+
+    __slots__ = ("loop", "settled", "tasks", "thread")
+
+    def __init__(self, send: Send) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.thread = threading.get_ident()
+        self.settled: asyncio.Future[None] = self.loop.create_future()
+        self.tasks: list[asyncio.Task[None]] = []
+        send.on_settled = self.wake
+        send.on_close = self.stop
+
+    def _soon(self, fn: Callable[[], None]) -> None:
+        if threading.get_ident() == self.thread:
+            fn()  # on the loop, in a step of one of our tasks: no wake-up needed
+            return
+        with contextlib.suppress(RuntimeError):  # the loop is closed: too late
+            self.loop.call_soon_threadsafe(fn)
+
+    def wake(self) -> None:  # any thread
+        self._soon(self._resolve)
+
+    def _resolve(self) -> None:
+        if not self.settled.done():
+            self.settled.set_result(None)
+
+    def stop(self) -> None:  # any thread
+        self._soon(self._cancel_tasks)
+
+    def rearm(self, send: Send) -> None:
+        """After the caller was cancelled: a fresh future to wait on."""
+        if self.settled.cancelled():
+            self.settled = self.loop.create_future()
+            if send.unsettled == 0:
+                self._resolve()
+
+    def _cancel_tasks(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+
+    def task(self, send: Send, i: int) -> None:
+        # Held by ``tasks``: the awaiting coroutine holds this waiter until
+        # every task ended (``run`` hands any it gives up on to ``hold``).
+        self.tasks.append(self.loop.create_task(call_async(send, i)))
+
+    async def wait(self, send: Send) -> None:
+        """Until every slot settled; at the deadline, close and let threads go."""
+        if send.deadline is None:
+            await self.settled  # cancelled with the caller: see rearm()
+            return
+        await asyncio.wait({self.settled}, timeout=send.deadline - monotonic())
+        if not self.settled.done():
+            send.close(Why.DEADLINE)
+            self._cancel_tasks()
+            tasks = [t for t in self.tasks if not t.done()]
+            if tasks:
+                await asyncio.wait(tasks)
+
+
+def start(send: Send, waiter: Waiter, executor: Executor | None) -> None:
+    """Start every call of ``send`` without waiting (see the module docstring)."""
+    offload: list[tuple[int, contextvars.Context]] = []
+    pickled: dict[Executor, list[int]] = {}
+    for i, entry in enumerate(send.entries):
+        if entry.is_async:
+            waiter.task(send, i)
+            continue
+        ex = send.signal._executor_for(entry, executor)
+        if ex is None or executors.running_on(ex):
+            offload.append((i, contextvars.copy_context()))
+        elif executors.in_process(ex):
+            _threads.start(send, ex, [i])
+        else:
+            pickled.setdefault(ex, []).append(i)
+    for ex, slots in pickled.items():
+        _pickled.hand_off(send, ex, slots)
+    if offload:
+        job = asyncio.ensure_future(
+            send.signal._offload_sync(lambda: run_each(send, offload))
+        )
+        if isinstance(job, asyncio.Task):
+            hold(job)  # the loop holds tasks only weakly
+        else:
+            # An executor's job: the executor holds it, and the send waits for
+            # its calls, not for it.  The loop may close before it hears that
+            # the job ended (``send``'s private loop): nothing must wait on it.
+            job.add_done_callback(_release)
+
+
+async def walk(send: Send, waiter: Waiter) -> None:
+    """Begin every call in connection order: sync ones here, to their end."""
+    for i, entry in enumerate(send.entries):
+        if send.closed:
+            return
+        if entry.is_async:
+            waiter.task(send, i)
+            await asyncio.sleep(0)  # the task begins
+        else:
+            _inline.call(send, i)
+
+
+async def run(
+    send: Send, executor: Executor | None, walking: bool = False
+) -> Responses:
+    """Run ``send`` on the running loop; results in connection order."""
+    waiter = Waiter(send)
+    try:
+        if walking:
+            await walk(send, waiter)
+        else:
+            start(send, waiter, executor)
+        await waiter.wait(send)
+    except BaseException:
+        send.close(Why.CANCELLED)
+        waiter._cancel_tasks()
+        waiter.rearm(send)
+        left = None if send.deadline is None else send.deadline - monotonic()
+        await asyncio.wait({waiter.settled}, timeout=left)
+        raise
+    finally:
+        for task in waiter.tasks:
+            if not task.done():
+                hold(task)  # given up on (the deadline): held until it ends
+    return send.assemble()
+
+
+# -- a sync send with async receivers -------------------------------------------
+
+_local = threading.local()  # .loop: the private loop this thread is running
+
+
+def send_from_sync(send: Send, executor: Executor | None) -> Responses:
+    """A sync send with async receivers: via ``signal._run_coroutine``."""
+    refuse_in_running_loop(send)
+    if executor is not None and executors.running_on(executor):
+        executor = None
+    walking = executor is None
+
+    def make() -> Coroutine[Any, Any, Responses]:
+        return run(send, executor, walking)
+
+    return send.signal._run_coroutine(make)
+
+
+def run_private(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """:meth:`Signal._run_coroutine`'s default: a private loop for one send.
+
+    Inside a receiver that a private loop of this thread is running, the new
+    loop runs on a helper thread (a loop cannot run inside another).
+    """
+    if running_loop() is not None:
+        out: list[Any] = []
+
+        def helper() -> None:
+            try:
+                out.append((True, run_private(make)))
+            except BaseException as err:  # handed back to the caller
+                out.append((False, err))
+
+        thread = threading.Thread(target=helper, name="concsignals-send")
+        thread.start()
+        thread.join()
+        ok, value = out[0]
+        if not ok:
+            raise value
+        return value  # type: ignore[no-any-return]
+    loop = asyncio.new_event_loop()
+    _local.loop = loop
+    try:
+        return loop.run_until_complete(make())
+    finally:
+        _local.loop = None
+        close(loop)
+
+
+def running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def refuse_in_running_loop(send: Send) -> None:
+    loop = running_loop()
+    if loop is None or loop is getattr(_local, "loop", None):
+        return
+    name = "send_robust" if send.robust else "send"
+    async_receiver = next(
+        (r for e in send.entries if e.is_async and (r := e.get()) is not None),
+        "(an async receiver)",
+    )
+    raise RuntimeError(
+        f"{send.signal!r}.{name}() was called from a thread whose event loop is "
+        f"running, and async receiver {describe(async_receiver)} is "
+        f"connected: a sync send would block the loop.  Use "
+        f"'await signal.a{name}(...)' instead."
+    )
+
+
+def close(loop: asyncio.AbstractEventLoop) -> None:
+    """Close a private loop; end any task still on it first."""
+    try:
+        tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            loop.run_until_complete(asyncio.wait(tasks))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        loop.close()

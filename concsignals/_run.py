@@ -1,0 +1,130 @@
+"""Which backend runs a send, and ``submit``: the engine's front door.
+
+``_signal`` builds a :class:`~concsignals._send.Send` and hands it here;
+:func:`run` picks the backend (inline, threads, pickled, or asyncio when async
+receivers are connected) and assembles the outcome.  The asyncio and pickled
+backends are imported on first use: ``import concsignals`` stays light.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from concurrent.futures import Executor, Future, InvalidStateError
+from typing import Any
+
+from . import _inline, _threads, executors
+from ._send import Responses, Send, Why
+
+
+def run(send: Send, executor: Executor | None) -> Responses:
+    """Run ``send`` (``executor=None``: inline) and return its results."""
+    if any(e.is_async for e in send.entries):
+        from . import _async
+
+        return _async.send_from_sync(send, executor)
+    if executor is None:
+        _inline.run(send)
+    elif executors.in_process(executor):
+        _threads.run(send, executor)
+    else:
+        from . import _pickled
+
+        _pickled.run(send, executor)
+    return send.assemble()
+
+
+async def arun(send: Send, executor: Executor | None) -> Responses:
+    """``asend``: run ``send`` on the running loop."""
+    from . import _async
+
+    return await _async.run(send, executor)
+
+
+# -- submit -------------------------------------------------------------------
+
+# Every Future submit() returned, until it is done: nothing a caller drops is
+# lost half-way.  set.add/discard are atomic.
+_in_flight: set[Future[Responses]] = set()
+
+
+def submit(send: Send, executor: Executor | None) -> Future[Responses]:
+    """Start a robust send; return a Future of its results at once.
+
+    The Future is ours (never an executor's): cancelling it before it is
+    done succeeds, and closes the send, so no call not yet begun begins.
+    """
+    outer: Future[Responses] = Future()
+    if not send.entries:
+        outer.set_result([])
+        return outer
+    _in_flight.add(outer)
+    outer.add_done_callback(_in_flight.discard)
+    outer.add_done_callback(
+        lambda f: send.close(Why.CANCELLED) if f.cancelled() else None
+    )
+    pool = executors.owned_pool()
+    if executors.running_on(pool) or (
+        executor is not None and executors.running_on(executor)
+    ):
+        coordinate(send, executor, outer)  # nested: waiting could deadlock
+    elif (
+        executor is not None
+        and send.deadline is None
+        and not any(e.is_async for e in send.entries)
+    ):
+        start_gathered(send, executor, outer)
+    else:
+        ctx = contextvars.copy_context()
+        try:
+            pool.submit(ctx.run, coordinate, send, executor, outer)
+        except RuntimeError:  # the owned pool is shut down: interpreter exit
+            coordinate(send, executor, outer)
+    return outer
+
+
+def coordinate(send: Send, executor: Executor | None, outer: Future[Responses]) -> None:
+    """Run ``send`` in this thread and resolve ``outer``."""
+    try:
+        responses = run(send, executor)
+    except BaseException as err:  # handed to whoever waits on the Future
+        settle(outer, None, err)
+    else:
+        settle(outer, responses, None)
+
+
+def start_gathered(send: Send, executor: Executor, outer: Future[Responses]) -> None:
+    """Submit every call; the last one to settle resolves ``outer``."""
+
+    def resolve() -> None:
+        try:
+            responses = send.assemble()
+        except BaseException as err:
+            settle(outer, None, err)
+        else:
+            settle(outer, responses, None)
+
+    send.on_settled = resolve
+    if executors.in_process(executor):
+        _threads.start(send, executor, range(len(send.entries)))
+        return
+    from . import _pickled
+
+    handed = _pickled.hand_off(send, executor, range(len(send.entries)))
+
+    def cancel_handed() -> None:
+        for i, fut in handed:
+            if fut.cancel():
+                send.unbegin(i)
+
+    send.on_close = cancel_handed
+    if send.closed:
+        cancel_handed()
+
+
+def settle(outer: Future[Any], value: Any, err: BaseException | None) -> None:
+    with contextlib.suppress(InvalidStateError):  # cancelled meanwhile
+        if err is not None:
+            outer.set_exception(err)
+        else:
+            outer.set_result(value)

@@ -1,0 +1,385 @@
+"""One send: its request, its begin gate, its outcomes, and their assembly.
+
+Every backend (``_inline``, ``_threads``, ``_pickled``, ``_async``) runs a
+:class:`Send` the same way; they only decide *where* a call runs.
+
+Life of one call (slot ``i``, one per entry, in connection order)::
+
+    NOT_BEGUN --begin(i)--> RUNNING --end(i, ...)--> an outcome
+        |                      |
+        |                      +--unbegin(i)--> CLOSED   (handed over, then
+        |                                                 cancelled in time)
+        +--begin(i) refused: SKIPPED (disconnected or dead)
+        +--close(): CLOSED (never begins)
+
+* :meth:`Send.begin` is the begin gate: the disconnect check
+  (``entry.get()``), the deadline and the closed flag are checked there, under
+  the send's lock, immediately before the call.  A call begins only if it
+  returns a receiver.
+* :meth:`Send.end` records what the call did: a result, a failure, or, if the
+  deadline passed before it ended, a time-out (what it raised, if anything,
+  becomes the ``TimeoutError``'s cause).  A failure closes a send that is not
+  robust; a ``BaseException`` that is not an ``Exception`` closes any send.
+* :meth:`Send.close` (a failure, the deadline, cancellation, the sender's own
+  ``BaseException``) turns every slot not begun into ``CLOSED``: from then on
+  no call of the send begins.  Monitors hook on ``begin`` and ``end``.
+* :meth:`Send.assemble` turns the outcomes into the results, in connection
+  order, or the exception ``send`` raises: the earliest failed or timed-out
+  slot, with the others as notes.  A ``BaseException`` that is not an
+  ``Exception`` is raised before anything else.
+
+A slot is *settled* once it has its final state (anything but ``NOT_BEGUN``
+and ``RUNNING``).  When the last slot settles, ``on_settled`` runs (once): a
+waiting sender wakes.  After :meth:`close`, only running calls are unsettled,
+so "wait until settled" is exactly "wait for every begun call to end".
+
+Locking rules
+-------------
+``Send.lock`` guards ``state``, ``closed``, ``why`` and ``unsettled`` of one
+send.  It is held only to read or change them: never while a receiver runs,
+never while anything blocks.  ``on_settled``/``on_close`` and cancelling
+futures run after it is released.  Any thread may call any method.
+"""
+
+from __future__ import annotations
+
+import copy
+import enum
+import threading
+from collections.abc import Callable, Sequence
+from time import monotonic
+from typing import TYPE_CHECKING, Any
+
+from ._snapshot import Entry, Receiver
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+    from ._signal import Signal
+
+Responses = list[tuple[Receiver, Any]]
+
+
+class Mark(enum.Enum):
+    NOT_BEGUN = "not begun yet"
+    RUNNING = "begun, not ended"
+    SKIPPED = "disconnected before its call began"
+    CLOSED = "not begun: the send was closed"
+    STOPPED = "cancelled by the send after it began"
+
+
+NOT_BEGUN = Mark.NOT_BEGUN
+RUNNING = Mark.RUNNING
+SKIPPED = Mark.SKIPPED
+CLOSED = Mark.CLOSED
+STOPPED = Mark.STOPPED
+
+
+class Why(enum.Enum):
+    FAILURE = "a call failed"
+    DEADLINE = "the deadline passed"
+    CANCELLED = "the send was cancelled"
+
+
+class Failed:
+    """A call that raised ``err``."""
+
+    __slots__ = ("err", "receiver")
+
+    def __init__(self, receiver: Receiver, err: BaseException) -> None:
+        self.receiver = receiver
+        self.err = err
+
+
+class TimedOut:
+    """A call not ended at the deadline; ``started``: it had begun."""
+
+    __slots__ = ("late", "receiver", "started")
+
+    def __init__(
+        self, receiver: Receiver, started: bool, late: Exception | None = None
+    ) -> None:
+        self.receiver = receiver
+        self.started = started
+        self.late = late
+
+
+class Send:
+    """One send: the request, and the state of each of its calls.
+
+    Safe from any thread; see "Locking rules" in the module docstring.
+    """
+
+    __slots__ = (
+        "deadline",
+        "entries",
+        "fatal",
+        "futures",
+        "lock",
+        "named",
+        "on_close",
+        "on_settled",
+        "receivers",
+        "robust",
+        "sender",
+        "signal",
+        "state",
+        "timeout",
+        "unsettled",
+        "why",
+    )
+
+    def __init__(
+        self,
+        signal: Signal,
+        entries: Sequence[Entry],
+        sender: object,
+        named: dict[str, Any],
+        timeout: float | None = None,
+        robust: bool = False,
+    ) -> None:
+        self.signal = signal
+        self.entries = entries
+        self.sender = sender
+        self.named = named
+        self.timeout = timeout
+        self.robust = robust
+        self.deadline = None if timeout is None else monotonic() + timeout
+        self.lock = threading.Lock()
+        self.why: Why | None = None
+        n = len(entries)
+        self.state: list[Any] = [NOT_BEGUN] * n
+        self.receivers: list[Receiver | None] = [None] * n
+        self.unsettled = n
+        self.fatal: BaseException | None = None
+        #: Futures of calls an in-process executor has not begun: cancelled
+        #: at close (an optimisation: the gate refuses them anyway).
+        self.futures: list[Future[Any]] = []
+        self.on_settled: Callable[[], None] | None = None
+        self.on_close: Callable[[], None] | None = None
+
+    @property
+    def closed(self) -> bool:
+        return self.why is not None
+
+    def expired(self) -> bool:
+        return self.deadline is not None and monotonic() >= self.deadline
+
+    # -- the gate ---------------------------------------------------------------
+
+    def begin(self, i: int) -> Receiver | None:
+        """Begin call ``i``: its live receiver, or ``None`` if it must not run."""
+        closing = settled = False
+        with self.lock:
+            if self.state[i] is not NOT_BEGUN:
+                return None  # closed: it never begins
+            if self.deadline is not None and monotonic() >= self.deadline:
+                closing = self._close_locked(Why.DEADLINE)
+            else:
+                r: Receiver | None = self.entries[i].get()
+                if r is not None:
+                    self.state[i] = RUNNING
+                    self.receivers[i] = r
+                    return r
+                self._settle_locked(i, SKIPPED)
+                settled = self.unsettled == 0
+        if closing:
+            self._after_close()
+        elif settled:
+            self._settled()
+        return None
+
+    def end(self, i: int, value: Any = None, err: BaseException | None = None) -> None:
+        """Call ``i`` returned ``value`` or raised ``err``."""
+        late = self.deadline is not None and monotonic() > self.deadline
+        closing = settled = False
+        with self.lock:
+            if self.state[i] is not RUNNING:
+                return
+            r = self.receivers[i]
+            assert r is not None
+            out: Any
+            if err is None:
+                out = (r, value)
+            elif not isinstance(err, Exception):
+                out = self._fatal_locked(r, err)
+            else:
+                out = Failed(r, err)
+            if late and not isinstance(out, Mark):
+                cause = err if isinstance(err, Exception) else None
+                out = TimedOut(r, started=True, late=cause)
+            self._settle_locked(i, out)
+            if self.fatal is not None and self.why is None:
+                closing = self._close_locked(Why.FAILURE)
+            elif type(out) is not tuple and not self.robust and self.why is None:
+                closing = self._close_locked(Why.DEADLINE if late else Why.FAILURE)
+            settled = self.unsettled == 0
+        if closing:
+            self._after_close()
+        elif settled:
+            self._settled()
+
+    def _fatal_locked(self, r: Receiver, err: BaseException) -> Any:
+        if isinstance(err, _cancelled_error()) and self.why is not None:
+            return STOPPED  # cancelled by this send, after it closed
+        if self.fatal is None:
+            self.fatal = err
+        return Failed(r, err)
+
+    def unbegin(self, i: int) -> None:
+        """Call ``i``, handed over, was cancelled before it could begin."""
+        expired = self.expired()
+        with self.lock:
+            if self.state[i] is not RUNNING:
+                return
+            r = self.receivers[i]
+            assert r is not None
+            # Cancelled because the deadline passed: timed out, not begun.
+            self._settle_locked(i, TimedOut(r, started=False) if expired else CLOSED)
+            settled = self.unsettled == 0
+        if settled:
+            self._settled()
+
+    def close(self, why: Why) -> None:
+        """Let no further call begin (idempotent)."""
+        with self.lock:
+            closing = self._close_locked(why)
+        if closing:
+            self._after_close()
+
+    # -- internals --------------------------------------------------------------
+
+    def _settle_locked(self, i: int, out: Any) -> None:
+        self.state[i] = out
+        self.unsettled -= 1
+
+    def _close_locked(self, why: Why) -> bool:
+        if self.why is not None:
+            return False
+        self.why = why
+        state = self.state
+        for i, s in enumerate(state):
+            if s is NOT_BEGUN:
+                state[i] = CLOSED
+                self.unsettled -= 1
+        return True
+
+    def _after_close(self) -> None:
+        for fut in list(self.futures):
+            fut.cancel()
+        if self.on_close is not None:
+            self.on_close()
+        if self.unsettled == 0:
+            self._settled()
+
+    def _settled(self) -> None:
+        with self.lock:  # exactly once, whichever thread settles last
+            callback, self.on_settled = self.on_settled, None
+        if callback is not None:
+            callback()
+
+    # -- assembly ---------------------------------------------------------------
+
+    def assemble(self) -> Responses:
+        """The results in connection order, or what ``send`` raises."""
+        with self.lock:
+            state, receivers, why = list(self.state), list(self.receivers), self.why
+        responses: Responses = []
+        failures: list[tuple[Receiver, BaseException]] = []
+        seen: set[int] = set()
+        for i, out in enumerate(state):
+            if out is RUNNING:
+                r = receivers[i]
+                assert r is not None
+                out = TimedOut(r, started=True)
+            elif out is CLOSED or out is STOPPED:
+                if why is not Why.DEADLINE:
+                    continue
+                r = receivers[i] or self.entries[i].get()
+                if r is None:
+                    continue
+                out = TimedOut(r, started=out is STOPPED)
+            elif out is SKIPPED or out is NOT_BEGUN:
+                continue
+            if type(out) is tuple:
+                responses.append(out)
+                continue
+            err = self._error(out, seen)
+            failures.append((out.receiver, err))
+            responses.append((out.receiver, err))
+        if self.fatal is not None:
+            raise _with_notes(self.fatal, failures)
+        if not failures:
+            return responses
+        if not self.robust:
+            raise _with_notes(failures[0][1], failures)
+        for r, err in failures:
+            log_failure(self.signal, r, err)
+        return responses
+
+    def _error(self, out: Failed | TimedOut, seen: set[int]) -> BaseException:
+        if isinstance(out, TimedOut):
+            state = "did not finish" if out.started else "was not started"
+            err: BaseException = TimeoutError(
+                f"receiver {out.receiver!r} {state} within the {self.timeout} s "
+                f"timeout of this send of {self.signal!r}"
+            )
+            err.__cause__ = out.late
+            return err
+        err = out.err
+        if id(err) in seen:  # one executor failure shared by several slots
+            err = own_copy(err)
+        seen.add(id(err))
+        return err
+
+
+def own_copy(err: BaseException) -> BaseException:
+    """A distinct exception instance equal to ``err``, caused by it."""
+    try:
+        dup = copy.copy(err)
+    except Exception:
+        dup = RuntimeError(f"{type(err).__name__}: {err}")
+    dup.__cause__ = err
+    return dup.with_traceback(err.__traceback__)
+
+
+def _with_notes(
+    raised: BaseException, failures: list[tuple[Receiver, BaseException]]
+) -> BaseException:
+    for r, err in failures:
+        if err is not raised:
+            raised.add_note(
+                f"concsignals: receiver {r!r} also failed in this send: "
+                f"{type(err).__name__}: {err}"
+            )
+    return raised
+
+
+def _cancelled_error() -> type[BaseException]:
+    """``asyncio.CancelledError`` if asyncio is loaded (it is, if a task ran)."""
+    import sys
+
+    aio = sys.modules.get("asyncio")
+    return aio.CancelledError if aio is not None else _Never
+
+
+class _Never(BaseException):
+    pass
+
+
+def describe(receiver: object) -> str:
+    """The receiver's ``__qualname__`` as Django logs it, or its repr."""
+    name = getattr(receiver, "__qualname__", None)
+    return name if isinstance(name, str) else repr(receiver)
+
+
+def log_failure(signal: Signal, receiver: object, err: BaseException) -> None:
+    """Log a receiver's failure exactly as Django's ``send_robust`` does."""
+    import logging  # only when something failed: keeps ``import concsignals`` light
+
+    logging.getLogger(signal._logger_name).error(
+        "Error calling %s in Signal.send_robust() (%s)",
+        describe(receiver),
+        err,
+        exc_info=err,
+    )

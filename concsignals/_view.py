@@ -1,0 +1,71 @@
+"""``signal.using(executor, timeout=...)``: a view that sends with options.
+
+Holds no state but the options; every send reads the signal's snapshot.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Executor, Future
+from typing import TYPE_CHECKING, Any
+
+from . import _run
+from ._send import Responses, Send
+
+if TYPE_CHECKING:
+    from ._signal import Signal
+
+
+class SignalView:
+    """``signal.using(executor, timeout=...)``: sends with these options.
+
+    Holds no state of its own but the options; connections are the signal's.
+    Every method behaves under concurrency as the signal's method of the same
+    name.
+    """
+
+    __slots__ = ("executor", "signal", "timeout")
+
+    def __init__(
+        self, signal: Signal, executor: Executor | None, timeout: float | None
+    ) -> None:
+        if timeout is not None and not timeout >= 0:
+            raise ValueError(f"timeout must be None or >= 0, not {timeout!r}")
+        self.signal = signal
+        self.executor = executor
+        self.timeout = timeout
+
+    def __repr__(self) -> str:
+        return (
+            f"<SignalView of {self.signal!r} executor={self.executor!r} "
+            f"timeout={self.timeout!r}>"
+        )
+
+    def _send(self, sender: Any, named: dict[str, Any], robust: bool) -> Send:
+        entries = self.signal._snapshot.lookup(sender)
+        return Send(self.signal, entries, sender, named, self.timeout, robust)
+
+    def send(self, /, sender: Any, **named: Any) -> Responses:
+        """:meth:`Signal.send` on this view's executor, within its timeout."""
+        send = self._send(sender, named, False)
+        return _run.run(send, self.executor) if send.entries else []
+
+    def send_robust(self, /, sender: Any, **named: Any) -> Responses:
+        """:meth:`Signal.send_robust` on this view's executor, within its timeout."""
+        send = self._send(sender, named, True)
+        return _run.run(send, self.executor) if send.entries else []
+
+    async def asend(self, /, sender: Any, **named: Any) -> Responses:
+        """:meth:`Signal.asend` with this view's executor and timeout; reads
+        the snapshot when awaited."""
+        send = self._send(sender, named, False)
+        return await _run.arun(send, self.executor) if send.entries else []
+
+    async def asend_robust(self, /, sender: Any, **named: Any) -> Responses:
+        """:meth:`Signal.asend_robust` with this view's executor and timeout;
+        reads the snapshot when awaited."""
+        send = self._send(sender, named, True)
+        return await _run.arun(send, self.executor) if send.entries else []
+
+    def submit(self, /, sender: Any, **named: Any) -> Future[Responses]:
+        """:meth:`Signal.submit` on this view's executor, within its timeout."""
+        return _run.submit(self._send(sender, named, True), self.executor)
