@@ -46,8 +46,14 @@ import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from typing import Any, TypeVar
 
-from . import _djangoasync, _signal
-from ._snapshot import Entry, Receiver, Snapshot, build, receiver_id, strong
+from . import _djangoasync, _registry, _signal
+from ._snapshot import (
+    Entry,
+    Receiver,
+    receiver_getter,
+    receiver_id,
+    sender_getter,
+)
 
 __all__ = ["Signal", "install", "receiver"]
 
@@ -60,14 +66,14 @@ NONE_ID = id(None)
 
 
 class _DjangoTuple(tuple):  # type: ignore[type-arg]
-    """One of Django's receiver tuples, remembering the entry it came from.
+    """One of Django's receiver tuples, remembering the connection it came from.
 
     So that ``signal.receivers = saved`` (factory_boy's ``mute_signals``)
-    restores each connection with its sender, which Django's tuple holds only
-    as an ``id()``.
+    restores each connection with its sender and ``dispatch_uid``, which
+    Django's tuple holds only as ``id()``s.
     """
 
-    entry: Entry
+    connection: _registry.Connection
 
 
 class Signal(_signal.Signal):
@@ -99,8 +105,9 @@ class Signal(_signal.Signal):
         return self._lock
 
     def _clear_dead_receivers(self) -> None:
-        """Prune connections whose receiver or sender died; never blocks."""
-        self._collect_dead()
+        """Prune connections whose receiver or sender died (a writer: waits
+        for the writer lock; a receiver released runs no code under it)."""
+        _registry.drop_dead(self, blocking=True)
 
     def _live_receivers(self, sender: object) -> tuple[list[Any], list[Any]]:
         """Django's ``(sync receivers, async receivers)`` for ``sender``."""
@@ -127,50 +134,54 @@ class Signal(_signal.Signal):
 
         ``ref`` is a weak reference, or the receiver itself if held strongly.
         Lock-free.  Assigning a list of such tuples (taken from any signal's
-        ``receivers``) replaces every connection in one snapshot write:
-        a send sees the old connections or the new ones, and a receiver the
-        assignment drops is not called once the assignment has returned.
+        ``receivers``) replaces every connection in one snapshot write: a send
+        that begins after the assignment returns sees exactly the new
+        connections, and a receiver the assignment drops is not called once
+        it has returned.  A connection assigned back to the signal it was read
+        from is kept as it is, never disconnected even for a moment.
         """
-        self._collect_dead()
-        return [_as_tuple(e) for e in self._snapshot.entries if e.is_live()]
+        _registry.drop_dead(self, blocking=False)
+        return [_as_tuple(c) for c in _registry.connections(self._snapshot)]
 
     @receivers.setter
     def receivers(self, tuples: Iterable[ReceiverTuple]) -> None:
-        items = list(tuples)
-        fresh = [self._entry_from(t) for t in items]  # user code: outside the lock
+        # Getters are made and uids compared here: user code, no lock held.
+        wanted = [w for t in list(tuples) if (w := self._wanted(t)) is not None]
+        wanted = _registry.distinct(wanted)
+        released: list[object] = []
         with self._lock:
-            while True:  # again if a finalizer wrote meanwhile: see _publish_locked
-                old = self._snapshot
-                kept = _keep_current(old, items, fresh)
-                if self._publish_locked(old, build(kept)):
-                    keep = set(map(id, kept))
-                    for entry in old.entries:
-                        if id(entry) not in keep:
-                            entry.retire()
-                    return
+            _registry.replace_locked(self, wanted, released)
+        released.clear()  # after the lock: may run a receiver's __del__
 
-    def _entry_from(self, item: ReceiverTuple) -> Entry:
-        """A fresh entry for one of Django's receiver tuples."""
+    def _wanted(self, item: ReceiverTuple) -> _registry.Wanted | None:
+        """The connection one of Django's receiver tuples asks for; ``None``
+        if its receiver or sender died."""
         (receiver_key, sender_key), ref, is_async = item
-        get: Callable[[], Any]
-        hold: object
-        if isinstance(ref, weakref.ReferenceType):
-            get, hold = ref, None
-        else:
-            get, hold = strong(ref), ref
-        origin = getattr(item, "entry", None)
-        if isinstance(origin, Entry):
-            return Entry(
-                origin.key, get, origin.sender_get, is_async=is_async, hold=hold
+        weak = isinstance(ref, weakref.ReferenceType)
+        r = ref() if weak else ref
+        if r is None:
+            return None
+        get, hold = receiver_getter(r, weak, self._notice)
+        conn = getattr(item, "connection", None)
+        if isinstance(conn, _registry.Connection):
+            origin = conn.entry
+            sender_get = None
+            if origin.sender_get is not None:
+                sender = origin.sender_get()
+                if sender is None:
+                    return None
+                sender_get = sender_getter(sender, self._notice)
+            return _registry.Wanted(
+                conn.key, conn.uid, get, sender_get, hold, is_async, origin
             )
         if sender_key != NONE_ID:
             raise ValueError(
                 f"receiver tuple {item!r} names its sender only by id(): assign "
                 f"tuples read from a signal's receivers, or use connect()"
             )
-        r = get()
-        key = receiver_key if receiver_key == receiver_id(r) else ("uid", receiver_key)
-        return Entry((key, None), get, None, is_async=is_async, hold=hold)
+        uid = None if receiver_key == receiver_id(r) else receiver_key
+        key = _registry.lookup_key(r, None, uid)
+        return _registry.Wanted(key, uid, get, None, hold, is_async, None)
 
     # -- connecting ---------------------------------------------------------------
 
@@ -306,26 +317,10 @@ class Signal(_signal.Signal):
         )
 
 
-def _keep_current(
-    old: Snapshot, items: list[ReceiverTuple], fresh: list[Entry]
-) -> list[Entry]:
-    """The entries to publish: a tuple read from this signal's current
-    snapshot keeps its entry (not disconnected, not even for a moment); any
-    other gets its fresh one.  The first of several with one key wins."""
-    current = {id(e) for e in old.entries}
-    chosen: dict[Any, Entry] = {}
-    for item, new in zip(items, fresh, strict=True):
-        origin = getattr(item, "entry", None)
-        if isinstance(origin, Entry) and id(origin) in current and origin.is_live():
-            new = origin
-        chosen.setdefault(new.key, new)
-    return list(chosen.values())
-
-
-def _as_tuple(entry: Entry) -> ReceiverTuple:
-    receiver_key, sender_key = entry.key
-    if isinstance(receiver_key, tuple) and receiver_key[:1] == ("uid",):
-        receiver_key = receiver_key[1]
+def _as_tuple(conn: _registry.Connection) -> ReceiverTuple:
+    entry = conn.entry
+    receiver_key = conn.key[0] if conn.uid is None else conn.uid
+    sender_key = conn.key[-1]
     ref = entry.hold if entry.hold is not None else entry.get
     if not isinstance(ref, weakref.ReferenceType) and entry.hold is None:
         ref = entry.get()  # held strongly, not weakly referenceable
@@ -336,7 +331,7 @@ def _as_tuple(entry: Entry) -> ReceiverTuple:
             entry.is_async,
         )
     )
-    item.entry = entry
+    item.connection = conn
     return item
 
 

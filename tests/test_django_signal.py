@@ -420,11 +420,6 @@ def test_executor_sends_are_concsignals_sends() -> None:
         assert s.send_robust(None) == [(sync_r, "sync")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bound-method sender identity lands in the core with branch "
-    "'writes': remove this mark when it is merged",
-)
 def test_bound_method_sender_identity_as_django() -> None:
     obj = Sender()
     obj.method = lambda: None  # type: ignore[attr-defined]
