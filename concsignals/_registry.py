@@ -34,6 +34,13 @@ no loop and allocates no container, so the collector cannot run inside it:
 CPython 3.11 collects only when a container is allocated, 3.12+ only at
 eval-breaker checks (calls and backward jumps), and the stores drop no last
 reference (step 4 holds them).
+
+Replacing every connection at once (Django's ``receivers = [...]``,
+:func:`replace_locked`) follows the same steps, with one difference: its
+commit publishes the new snapshot, and only then marks the entries it drops
+:data:`~concsignals._snapshot.DEAD` in a loop.  The collector may run a
+``__del__`` in that loop; a write it makes goes on top of the published
+snapshot, which holds none of the entries being marked, so nothing is lost.
 """
 
 from __future__ import annotations
