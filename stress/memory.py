@@ -25,6 +25,16 @@ kept quarter by more than that limit too.  Cyclic garbage waiting for the
 collector comes and goes on top of the live data, so the lowest sample of a
 stretch is its live level: spikes of garbage do not tilt the verdict, a leak
 raises the floor.
+
+Enough samples, or no verdict
+-----------------------------
+A verdict needs ``min_samples`` samples (12: 8 kept after the warm-up).  The
+sampler aims at about 30 over the run's budget (every ``seconds / 30``, at
+most every 100 ms; the runner looks every 50 ms), and the runner keeps a run
+going past its budget until it has them (see ``runner._supervise``).  A run
+that still ends short -- a busy machine, a small ``--max-ops`` -- gets
+``judged: False``: the harness reports it as *not judged*, which is not a
+pass.
 """
 
 from __future__ import annotations
@@ -40,14 +50,20 @@ class MemorySampler:
 
     floor_blocks = 15_000
     per_write = 0.05
+    min_samples = 12
 
-    def __init__(self) -> None:
+    def __init__(self, seconds: float = 3.0) -> None:
         self._use_tracemalloc = sys.getallocatedblocks() == 0
         if self._use_tracemalloc and not tracemalloc.is_tracing():
             tracemalloc.start()
         self.samples: list[tuple[float, int]] = []
-        self._every = 0.1
+        self._every = min(0.1, seconds / 30)
         self._next = 0.0
+
+    @property
+    def enough(self) -> bool:
+        """Whether there are samples enough for a verdict."""
+        return len(self.samples) >= self.min_samples
 
     def sample(self, elapsed: float) -> None:
         if elapsed < self._next:
@@ -68,9 +84,17 @@ class MemorySampler:
         """Whether the run leaked, with the numbers behind the answer."""
         if self._use_tracemalloc:
             tracemalloc.stop()
+        if not self.enough:
+            return {
+                "leak": False,
+                "judged": False,
+                "samples": len(self.samples),
+                "summary": (
+                    f"NOT JUDGED: {len(self.samples)} samples, "
+                    f"{self.min_samples} needed"
+                ),
+            }
         kept = self.samples[len(self.samples) // 3 :]
-        if len(kept) < 6:
-            return {"leak": False, "summary": "too few samples to judge"}
         growth = _fitted_rise(kept)
         quarter = max(len(kept) // 4, 2)
         # Garbage waiting for the collector sits on top of the live data; the
@@ -85,6 +109,7 @@ class MemorySampler:
         leak = growth > limit and floor_rise > limit
         return {
             "leak": leak,
+            "judged": True,
             "growth_blocks": round(growth),
             "floor_rise_blocks": floor_rise,
             "limit_blocks": round(limit),

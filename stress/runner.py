@@ -123,7 +123,7 @@ class Outcome:
 
     name: str
     dispatcher: str
-    status: str  # "ok", "failed", "deadlock" or "skipped"
+    status: str  # "ok", "failed", "deadlock", "skipped" or "unjudged" (memory)
     reason: str = ""
     seconds: float = 0.0
     sends: int = 0
@@ -176,7 +176,7 @@ def run_scenario(
     run = Run(scenario.name, factory, opts)
     # A process pool's pipes and pickling buffers swamp the signal's memory.
     judged = scenario.memory and opts.executor != "processes"
-    sampler = MemorySampler() if judged else None
+    sampler = MemorySampler(seconds) if judged else None
     old_interval = sys.getswitchinterval()
     # Probes raise on purpose; send_robust would log every one of them.
     quiet = logging.getLogger("concsignals")
@@ -218,6 +218,8 @@ def run_scenario(
     out.samples = list(run.violations.samples)
     if out.status == "ok" and out.violations:
         out.status = "failed"
+    elif out.status == "ok" and out.memory.get("judged") is False:
+        out.status, out.reason = "unjudged", out.memory["summary"]
     return out
 
 
@@ -243,7 +245,11 @@ def _supervise(
             if n != last_ops[w.name] or w.done:
                 last_ops[w.name] = n
                 last_change[w.name] = now
-        if now - started >= seconds or ops >= opts.max_ops:
+        # Past its budget, a run whose memory is judged goes on until the
+        # sampler has enough samples, for up to as long again (+5 s).
+        short = sampler is not None and not sampler.enough
+        overtime = now - started >= (2 * seconds + 5 if short else seconds)
+        if overtime or ops >= opts.max_ops:
             run.stop.set()
         if sampler is not None and not run.stop.is_set():
             sampler.sample(now - started)

@@ -39,10 +39,15 @@ def process_pool() -> Iterator[Executor]:
 def dask_client() -> Iterator[Any]:
     """A real dask cluster: 2 worker processes of 1 thread on loopback."""
     try:
+        import dask
         from distributed import Client, LocalCluster
     except ImportError:
         pytest.skip("dask.distributed is not installed (extra concsignals[dask])")
+    # No profiler: its thread walks the frames of other running threads
+    # (sys._current_frames()), which crashes the free-threaded 3.13 build
+    # (CPython issue 152355); our tests do not need it anywhere.
     with (
+        dask.config.set({"distributed.worker.profile.enabled": False}),
         LocalCluster(
             processes=True,
             n_workers=2,

@@ -19,6 +19,7 @@ from stress.runner import Options, run_scenario
 from stress.scenarios import BY_NAME
 
 ROOT = Path(__file__).resolve().parent.parent
+STRESS = [sys.executable, "-m", "stress"]
 
 
 def run(name: str, factory: object, seconds: float = 1.0, **kw: object):
@@ -160,3 +161,35 @@ def test_cli_lists_and_reports_json() -> None:
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["ok"] and report["scenarios"][0]["violations"] == 0
+
+
+def test_memory_verdict_needs_enough_samples_and_is_no_pass_without() -> None:
+    few = MemorySampler()
+    for i in range(few.min_samples - 1):
+        few.samples.append((i * 0.05, 100_000 + i * 50_000))  # a steep rise
+    verdict = few.verdict(writes=10_000)
+    assert verdict["judged"] is False and not verdict["leak"]
+    assert "NOT JUDGED" in verdict["summary"]
+
+
+@pytest.mark.timeout(30)
+def test_a_short_run_is_extended_until_memory_can_be_judged() -> None:
+    outcome = run("sender-churn", Signal, seconds=0.1)  # ~2 samples' worth
+    assert outcome.status == "ok", outcome.memory
+    assert outcome.memory["judged"] and outcome.memory["samples"] >= 12
+
+
+@pytest.mark.timeout(30)
+def test_a_run_whose_memory_was_not_judged_is_not_a_pass() -> None:
+    outcome = run("sender-churn", Signal, max_ops=1)  # stops at once
+    assert outcome.status == "unjudged", outcome.memory
+    proc = subprocess.run(
+        [*STRESS, "--scenario", "sender-churn", "--seconds", "1", "--max-ops", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=25,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.returncode == 1, proc.stdout
+    assert "NOT A PASS" in proc.stdout and "UNJUDGED" in proc.stdout
