@@ -13,7 +13,16 @@ import time
 from pathlib import Path
 
 # Importing a case module registers its case.
-from . import asyncsend, churn, contention, fanout, inline, report, senders  # noqa: F401
+from . import (  # noqa: F401
+    asyncsend,
+    churn,
+    contention,
+    fanout,
+    freethreaded,
+    inline,
+    report,
+    senders,
+)
 from .cases import CASES, measure_groups
 from .harness import FULL, QUICK, Settings
 

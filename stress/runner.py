@@ -246,13 +246,15 @@ def _supervise(
                 last_ops[w.name] = n
                 last_change[w.name] = now
         # Past its budget, a run whose memory is judged goes on until the
-        # sampler has enough samples, for up to as long again (+5 s).
-        short = sampler is not None and not sampler.enough
-        overtime = now - started >= (2 * seconds + 5 if short else seconds)
-        if overtime or ops >= opts.max_ops:
+        # sampler can judge (sampling at every look), for up to as long
+        # again, and at least 20 s -- unless it has failed already.
+        overtime = now - started >= seconds
+        if overtime and not _more_for_memory(run, sampler, now - started, seconds):
+            run.stop.set()
+        if ops >= opts.max_ops:
             run.stop.set()
         if sampler is not None and not run.stop.is_set():
-            sampler.sample(now - started)
+            sampler.sample(now - started, overtime=overtime)
         if all(not t.is_alive() for t in threads):
             return ""
         stuck = [
@@ -270,6 +272,15 @@ def _supervise(
                 f"  violations {run.violations.count}   "
             )
             opts.progress.flush()
+
+
+def _more_for_memory(
+    run: Run, sampler: MemorySampler | None, elapsed: float, seconds: float
+) -> bool:
+    """Whether a run past its budget goes on so that its memory can be judged."""
+    if sampler is None or run.violations.count or elapsed >= seconds + max(seconds, 20):
+        return False
+    return not sampler.can_judge(sum(w.writes for w in run.workers))
 
 
 def _report_deadlock(run: Run, stuck: list[Worker], opts: Options) -> str:

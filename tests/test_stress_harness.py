@@ -30,7 +30,7 @@ def run(name: str, factory: object, seconds: float = 1.0, **kw: object):
     return outcome
 
 
-@pytest.mark.timeout(30)
+@pytest.mark.timeout(60)  # a judged run may go on 20 s for memory samples
 @pytest.mark.parametrize("name", ["senders-vs-writers", "reentrancy", "sender-churn"])
 def test_real_signal_passes(name: str) -> None:
     outcome = run(name, Signal)
@@ -38,7 +38,7 @@ def test_real_signal_passes(name: str) -> None:
     assert outcome.sends > 0 and outcome.writes > 0
 
 
-@pytest.mark.timeout(30)
+@pytest.mark.timeout(60)  # a judged run may go on 20 s for memory samples
 def test_mini_control_passes() -> None:
     outcome = run("reentrancy", MiniSignal)
     assert outcome.status == "ok", outcome.samples
@@ -64,7 +64,7 @@ def test_stale_liveness_is_caught() -> None:
     assert "called after disconnect returned" in outcome.kinds
 
 
-@pytest.mark.timeout(30)
+@pytest.mark.timeout(60)  # a judged run may go on 20 s for memory samples
 def test_leak_is_caught() -> None:
     outcome = run("sender-churn", BROKEN["leaky"], seconds=2.0)
     assert outcome.kinds.get("memory grows") == 1, outcome.memory
@@ -106,8 +106,10 @@ def test_memory_verdict_noise_versus_leak() -> None:
         t = i * 0.05
         flat.samples.append((t, 100_000 + (15_000 if i % 7 == 0 else 0)))
         leak.samples.append((t, 100_000 + i * 2_000))
-    assert not flat.verdict(writes=10_000)["leak"]
-    assert leak.verdict(writes=10_000)["leak"]
+    verdict = flat.verdict(writes=10_000)
+    assert verdict["judged"] and not verdict["leak"]
+    assert leak.verdict(writes=1_000)["leak"]
+    assert not flat.verdict(writes=1_000)["judged"]  # a leak might not show yet
 
 
 def test_checker_flags_duplicates_order_and_missing() -> None:
@@ -172,11 +174,11 @@ def test_memory_verdict_needs_enough_samples_and_is_no_pass_without() -> None:
     assert "NOT JUDGED" in verdict["summary"]
 
 
-@pytest.mark.timeout(30)
+@pytest.mark.timeout(60)  # a judged run may go on 20 s for memory samples
 def test_a_short_run_is_extended_until_memory_can_be_judged() -> None:
     outcome = run("sender-churn", Signal, seconds=0.1)  # ~2 samples' worth
     assert outcome.status == "ok", outcome.memory
-    assert outcome.memory["judged"] and outcome.memory["samples"] >= 12
+    assert outcome.memory["judged"] and outcome.memory["samples"] >= 9
 
 
 @pytest.mark.timeout(30)
