@@ -34,7 +34,8 @@ to say "no leak", enough writes after the warm-up that a leak of
 to it) would have passed the floor: 3,750.  The
 sampler aims at about 30 over the run's budget (every ``seconds / 30``, at
 most every 100 ms; the runner looks every 50 ms), and the runner keeps a run
-going past its budget until it can judge, sampling at every look (see
+going past its budget until it can judge, sampling at every look while
+samples are short (see
 ``runner._supervise``): on a busy machine, and on a free-threaded build where
 each ``gc.collect()`` stops every thread, a look can take far longer than
 50 ms.  A run that still ends short -- a machine too busy even for that, a
@@ -71,8 +72,9 @@ class MemorySampler:
         return bool(self._judge(writes)["judged"])
 
     def sample(self, elapsed: float, *, overtime: bool = False) -> None:
-        """Sample if one is due; ``overtime`` (past the budget): at every call."""
-        if elapsed < self._next and not overtime:
+        """Sample if one is due, or, ``overtime`` (past the budget), if short."""
+        short = overtime and len(self.samples) < self.min_samples
+        if elapsed < self._next and not short:
             return
         self._next = elapsed + self._every
         # Cyclic garbage (a robust send's exceptions and their tracebacks, for
