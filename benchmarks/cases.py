@@ -36,9 +36,11 @@ MODULES = (
     "contention",
     "djangosignals",
     "fanout",
+    "freethreaded",
     "importtime",
     "inline",
     "senders",
+    "writes",
 )
 
 
@@ -74,8 +76,3 @@ def timing_samples(case: Case, settings: Settings) -> dict[str, Samples]:
         return run_workers(case.name, settings)
     raw = measure_groups(case.groups, settings, seed=0)
     return {label: Samples(samples) for label, samples in raw.items()}
-
-
-# Case modules register themselves on import; this one is imported here so
-# that every entry point (the CLI and its worker processes) sees it.
-from . import writes as _writes  # noqa: E402, F401

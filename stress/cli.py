@@ -142,8 +142,7 @@ def stress(
     ran = [o for o in outcomes if o.status != "skipped"]
     ok = bool(ran) and all(o.status == "ok" for o in ran)
     skipped = len(outcomes) - len(ran)
-    verdict = "PASS" if ok else "FAIL" if ran else "FAIL: every scenario was skipped"
-    print(f"{verdict}{f' ({skipped} skipped)' if skipped else ''}", file=out)
+    print(f"{verdict(ran, ok)}{f' ({skipped} skipped)' if skipped else ''}", file=out)
     report = {
         "ok": ok,
         "dispatcher": args.dispatcher,
@@ -151,6 +150,21 @@ def stress(
         "scenarios": [o.as_dict() for o in outcomes],
     }
     return (0 if ok else 1), report
+
+
+def verdict(ran: list[Outcome], ok: bool) -> str:
+    """PASS only if every scenario ran clean and every memory check judged."""
+    if ok:
+        return "PASS"
+    if not ran:
+        return "FAIL: every scenario was skipped"
+    unjudged = [o.name for o in ran if o.status == "unjudged"]
+    if unjudged and all(o.status in ("ok", "unjudged") for o in ran):
+        return (
+            "NOT A PASS: no violation, but memory was not judged in "
+            f"{', '.join(unjudged)} (too few samples; see above)"
+        )
+    return "FAIL"
 
 
 def run_many(

@@ -25,6 +25,22 @@ kept quarter by more than that limit too.  Cyclic garbage waiting for the
 collector comes and goes on top of the live data, so the lowest sample of a
 stretch is its live level: spikes of garbage do not tilt the verdict, a leak
 raises the floor.
+
+Enough samples, or no verdict
+-----------------------------
+A verdict needs ``min_samples`` samples (9: 6 kept after the warm-up), and,
+to say "no leak", enough writes after the warm-up that a leak of
+``shows_per_write`` blocks per write (4: a small object and a weak reference
+to it) would have passed the floor: 3,750.  The
+sampler aims at about 30 over the run's budget (every ``seconds / 30``, at
+most every 100 ms; the runner looks every 50 ms), and the runner keeps a run
+going past its budget until it can judge, sampling at every look while
+samples are short (see
+``runner._supervise``): on a busy machine, and on a free-threaded build where
+each ``gc.collect()`` stops every thread, a look can take far longer than
+50 ms.  A run that still ends short -- a machine too busy even for that, a
+small ``--max-ops`` -- gets ``judged: False``: the harness reports it as *not
+judged*, which is not a pass.
 """
 
 from __future__ import annotations
@@ -40,17 +56,25 @@ class MemorySampler:
 
     floor_blocks = 15_000
     per_write = 0.05
+    min_samples = 9
+    shows_per_write = 4
 
-    def __init__(self) -> None:
+    def __init__(self, seconds: float = 3.0) -> None:
         self._use_tracemalloc = sys.getallocatedblocks() == 0
         if self._use_tracemalloc and not tracemalloc.is_tracing():
             tracemalloc.start()
         self.samples: list[tuple[float, int]] = []
-        self._every = 0.1
+        self._every = min(0.1, seconds / 30)
         self._next = 0.0
 
-    def sample(self, elapsed: float) -> None:
-        if elapsed < self._next:
+    def can_judge(self, writes: int) -> bool:
+        """Whether a verdict would judge, with ``writes`` writes so far."""
+        return bool(self._judge(writes)["judged"])
+
+    def sample(self, elapsed: float, *, overtime: bool = False) -> None:
+        """Sample if one is due, or, ``overtime`` (past the budget), if short."""
+        short = overtime and len(self.samples) < self.min_samples
+        if elapsed < self._next and not short:
             return
         self._next = elapsed + self._every
         # Cyclic garbage (a robust send's exceptions and their tracebacks, for
@@ -68,9 +92,13 @@ class MemorySampler:
         """Whether the run leaked, with the numbers behind the answer."""
         if self._use_tracemalloc:
             tracemalloc.stop()
-        kept = self.samples[len(self.samples) // 3 :]
-        if len(kept) < 6:
-            return {"leak": False, "summary": "too few samples to judge"}
+        return self._judge(writes)
+
+    def _judge(self, writes: int) -> dict[str, Any]:
+        n = len(self.samples)
+        if n < self.min_samples:
+            return _not_judged(n, f"{n} samples, {self.min_samples} needed")
+        kept = self.samples[n // 3 :]
         growth = _fitted_rise(kept)
         quarter = max(len(kept) // 4, 2)
         # Garbage waiting for the collector sits on top of the live data; the
@@ -83,19 +111,34 @@ class MemorySampler:
         writes_in_window = writes * window / total
         limit = max(self.floor_blocks, self.per_write * writes_in_window)
         leak = growth > limit and floor_rise > limit
+        needed = self.floor_blocks / self.shows_per_write
+        if not leak and writes_in_window < needed:
+            # A leak of shows_per_write blocks per write would not show yet.
+            why = f"{writes_in_window:,.0f} writes after the warm-up, {needed:,.0f}"
+            return _not_judged(n, f"{why} needed")
         return {
             "leak": leak,
+            "judged": True,
             "growth_blocks": round(growth),
             "floor_rise_blocks": floor_rise,
             "limit_blocks": round(limit),
             "first_blocks": kept[0][1],
             "last_blocks": kept[-1][1],
-            "samples": len(self.samples),
+            "samples": n,
             "summary": (
                 f"grew by {growth:,.0f} blocks over the last {window:.1f}s "
                 f"(limit {limit:,.0f}; {writes_in_window:,.0f} writes)"
             ),
         }
+
+
+def _not_judged(samples: int, why: str) -> dict[str, Any]:
+    return {
+        "leak": False,
+        "judged": False,
+        "samples": samples,
+        "summary": f"NOT JUDGED: {why}",
+    }
 
 
 def _fitted_rise(points: list[tuple[float, int]]) -> float:

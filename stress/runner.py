@@ -123,7 +123,7 @@ class Outcome:
 
     name: str
     dispatcher: str
-    status: str  # "ok", "failed", "deadlock" or "skipped"
+    status: str  # "ok", "failed", "deadlock", "skipped" or "unjudged" (memory)
     reason: str = ""
     seconds: float = 0.0
     sends: int = 0
@@ -176,7 +176,7 @@ def run_scenario(
     run = Run(scenario.name, factory, opts)
     # A process pool's pipes and pickling buffers swamp the signal's memory.
     judged = scenario.memory and opts.executor != "processes"
-    sampler = MemorySampler() if judged else None
+    sampler = MemorySampler(seconds) if judged else None
     old_interval = sys.getswitchinterval()
     # Probes raise on purpose; send_robust would log every one of them.
     quiet = logging.getLogger("concsignals")
@@ -218,6 +218,8 @@ def run_scenario(
     out.samples = list(run.violations.samples)
     if out.status == "ok" and out.violations:
         out.status = "failed"
+    elif out.status == "ok" and out.memory.get("judged") is False:
+        out.status, out.reason = "unjudged", out.memory["summary"]
     return out
 
 
@@ -243,10 +245,16 @@ def _supervise(
             if n != last_ops[w.name] or w.done:
                 last_ops[w.name] = n
                 last_change[w.name] = now
-        if now - started >= seconds or ops >= opts.max_ops:
+        # Past its budget, a run whose memory is judged goes on until the
+        # sampler can judge (sampling at every look), for up to as long
+        # again, and at least 20 s -- unless it has failed already.
+        overtime = now - started >= seconds
+        if overtime and not _more_for_memory(run, sampler, now - started, seconds):
+            run.stop.set()
+        if ops >= opts.max_ops:
             run.stop.set()
         if sampler is not None and not run.stop.is_set():
-            sampler.sample(now - started)
+            sampler.sample(now - started, overtime=overtime)
         if all(not t.is_alive() for t in threads):
             return ""
         stuck = [
@@ -264,6 +272,15 @@ def _supervise(
                 f"  violations {run.violations.count}   "
             )
             opts.progress.flush()
+
+
+def _more_for_memory(
+    run: Run, sampler: MemorySampler | None, elapsed: float, seconds: float
+) -> bool:
+    """Whether a run past its budget goes on so that its memory can be judged."""
+    if sampler is None or run.violations.count or elapsed >= seconds + max(seconds, 20):
+        return False
+    return not sampler.can_judge(sum(w.writes for w in run.workers))
 
 
 def _report_deadlock(run: Run, stuck: list[Worker], opts: Options) -> str:

@@ -39,10 +39,15 @@ def process_pool() -> Iterator[Executor]:
 def dask_client() -> Iterator[Any]:
     """A real dask cluster: 2 worker processes of 1 thread on loopback."""
     try:
+        import dask
         from distributed import Client, LocalCluster
     except ImportError:
         pytest.skip("dask.distributed is not installed (extra concsignals[dask])")
+    # No profiler: its thread walks the frames of other running threads
+    # (sys._current_frames()), which crashes the free-threaded 3.13 build
+    # (CPython issue 152355); our tests do not need it anywhere.
     with (
+        dask.config.set({"distributed.worker.profile.enabled": False}),
         LocalCluster(
             processes=True,
             n_workers=2,
@@ -68,3 +73,46 @@ def backend(request: pytest.FixtureRequest) -> Backend:
     """Each backend of ``tests/backends.py`` in turn."""
     b: Backend = request.param
     return b
+
+
+# -- pytest-run-parallel ---------------------------------------------------------
+# CI runs the core tests with pytest-run-parallel on free-threaded Python: each
+# test body in several threads at once, sharing the test's fixtures.  These
+# tests cannot run that way, for the reason given (the plugin prints it and
+# runs them in one thread).
+
+#: Fixtures that make a test thread-unsafe, and why.
+THREAD_UNSAFE_FIXTURES = {
+    "caplog": "caplog collects the log records of every thread: each copy of "
+    "the test would count the others' records",
+}
+
+#: Tests that cannot run in several threads at once, and why.
+THREAD_UNSAFE_TESTS = {
+    "test_send_raises_the_earliest_failure_in_connection_order": "the copies "
+    "share the test's 4-worker pool: it needs a later receiver to have begun "
+    "before the earliest fails, and the other copies' calls fill the pool",
+    "test_robust_deadline_puts_timeout_errors_in_unfinished_slots": "the "
+    "copies share the test's 4-worker pool: their stuck receivers fill it, "
+    "so a copy's last receiver cannot begin before its deadline",
+    "test_a_write_by_the_garbage_collector_during_a_write_is_not_lost": "it "
+    "sets the collector's thresholds and callbacks, which are process-wide",
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Known to --strict-markers where pytest-run-parallel is not installed.
+    config.addinivalue_line(
+        "markers", "thread_unsafe(reason): not to be run in several threads at once"
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        name = getattr(item, "originalname", item.name)
+        reason = THREAD_UNSAFE_TESTS.get(name)
+        for fixture, why in THREAD_UNSAFE_FIXTURES.items():
+            if reason is None and fixture in getattr(item, "fixturenames", ()):
+                reason = why
+        if reason is not None:
+            item.add_marker(pytest.mark.thread_unsafe(reason=reason))

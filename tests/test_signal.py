@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import sysconfig
 import threading
 import weakref
 from collections.abc import Callable
@@ -553,12 +554,25 @@ def test_a_write_by_the_garbage_collector_during_a_write_is_not_lost():
             except BaseException as err:
                 errors.append(err)
 
-    outer = [make_receiver(("outer", i)) for i in range(200)]
+    # Making the collector start mid-connect.  A GIL build counts allocations:
+    # threshold 1 collects on (almost) every one.  The free-threaded build
+    # counts *net* allocations (frees subtract), adds a thread's count to the
+    # total only every few hundred, and scales the threshold with the heap
+    # unless generation 1's threshold is 0.  So there generation 1's is 0, and
+    # each round keeps one more object alive: the count climbs a step at a
+    # time and crosses the threshold at an allocation of connect's own.  It
+    # starts from a collection: the frees since the last one may have left the
+    # net count far below zero.
+    free_threaded = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+    outer = [make_receiver(("outer", i)) for i in range(2000)]
+    kept: list[list[int]] = []
+    gc.collect()
     old = gc.get_threshold()
     gc.callbacks.append(during_collection)
-    gc.set_threshold(1, 1, 1)  # collect on (almost) every allocation
+    gc.set_threshold(1, 0, 0) if free_threaded else gc.set_threshold(1, 1, 1)
     try:
         for r in outer:
+            kept.append([])
             sig.connect(r, weak=False)
             if not armed[0]:
                 break
