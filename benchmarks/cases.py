@@ -34,6 +34,7 @@ MODULES = (
     "asyncsend",
     "churn",
     "contention",
+    "djangosignals",
     "fanout",
     "freethreaded",
     "importtime",

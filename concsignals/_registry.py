@@ -34,12 +34,19 @@ no loop and allocates no container, so the collector cannot run inside it:
 CPython 3.11 collects only when a container is allocated, 3.12+ only at
 eval-breaker checks (calls and backward jumps), and the stores drop no last
 reference (step 4 holds them).
+
+Replacing every connection at once (Django's ``receivers = [...]``,
+:func:`replace_locked`) follows the same steps, with one difference: its
+commit publishes the new snapshot, and only then marks the entries it drops
+:data:`~concsignals._snapshot.DEAD` in a loop.  The collector may run a
+``__del__`` in that loop; a write it makes goes on top of the published
+snapshot, which holds none of the entries being marked, so nothing is lost.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._snapshot import (
     DEAD,
@@ -270,6 +277,158 @@ def disconnect_locked(
         return True
 
 
+# -- every connection at once (Django's ``receivers``) -------------------------
+
+
+class Connection(NamedTuple):
+    """One connection as :func:`connections` lists it and :func:`replace_locked`
+    publishes it."""
+
+    #: Its lookup key (see :func:`lookup_key`); ``key[-1]`` is the sender's
+    #: identity, ``None`` for any sender.
+    key: Any
+    #: Its ``dispatch_uid``, or ``None``.
+    uid: object
+    entry: Entry
+
+
+def connections(snap: Snapshot) -> list[Connection]:
+    """The live connections ``snap`` sees, in connection order.  Lock-free.
+
+    The index is the writers' (a write stores into it before it publishes),
+    so a copy of it is read and only entries ``snap`` sees are kept; one that
+    is not in the copy was disconnected (its ``get`` is :data:`DEAD` first).
+    """
+    seen = {id(e) for e in snap.entries}  # the tuple keeps the ids in use
+    found: list[Connection] = []
+    for key, value in snap.state.index.copy().items():
+        if type(value) is tuple:  # a bucket of (uid, entry) pairs
+            pairs: tuple[Any, ...] = value
+        else:
+            pairs = ((_plain_uid(key), value),)
+        for uid, entry in pairs:
+            if id(entry) in seen and entry.is_live():
+                found.append(Connection(key, uid, entry))
+    found.sort(key=_entry_seq)
+    return found
+
+
+def _plain_uid(key: Any) -> object:
+    """The ``dispatch_uid`` in a key ``(("uid", uid), sender)``, else ``None``."""
+    first = key[0]
+    return first[1] if type(first) is tuple and first[:1] == ("uid",) else None
+
+
+def _entry_seq(c: Connection) -> int:
+    return c.entry.seq
+
+
+class Wanted(NamedTuple):
+    """One connection :func:`replace_locked` is to publish, made outside the
+    lock (getters made, ``dispatch_uid`` compared: see :func:`distinct`)."""
+
+    key: Any
+    uid: object
+    get: Getter
+    sender_get: Getter | None
+    hold: object
+    is_async: bool
+    #: The entry it was read from (:func:`connections`), kept if still current.
+    origin: Entry | None
+
+
+def distinct(wanted: list[Wanted]) -> list[Wanted]:
+    """``wanted`` without a later one of a key already there: the first wins.
+
+    Compares the uids of bucket keys (user ``==``): call it with no lock held.
+    """
+    out: list[Wanted] = []
+    plain: set[Any] = set()
+    for w in wanted:
+        if not is_bucket_key(w.key):
+            if w.key in plain:
+                continue
+            plain.add(w.key)
+        elif any(o.key == w.key and (o.uid is w.uid or o.uid == w.uid) for o in out):
+            continue
+        out.append(w)
+    return out
+
+
+def replace_locked(
+    signal: Signal, wanted: list[Wanted], released: list[object]
+) -> None:
+    """Publish exactly ``wanted`` (from :func:`distinct`), in that order, with
+    one store; then retire every entry that was connected and is not kept.
+
+    A ``wanted`` read from the current snapshot keeps its entry, never
+    disconnected, if connection order allows (its ``seq`` follows the one
+    before it); any other gets a new entry.  O(entries held + len(wanted)).
+    """
+    while True:  # again if a nested write (a __del__) came first
+        base = signal._snapshot
+        st = base.state
+        reported = len(signal._deaths)
+        fresh = State()
+        fresh.seq = st.seq
+        own: dict[Any, list[Entry]] = {}
+        kept: set[int] = set()
+        last = -1
+        for w in wanted:
+            entry = w.origin
+            if entry is None or entry.seq <= last or not _current(st, w, entry):
+                cls = AsyncEntry if w.is_async else Entry
+                entry = cls(w.get, w.sender_get, fresh.seq, w.hold)
+                fresh.seq += 1
+                if not entry.is_live():
+                    continue  # its sender died meanwhile
+            kept.add(id(entry))
+            last = entry.seq
+            if w.key[-1] is None:
+                fresh.anylog.append(entry)
+            else:
+                own.setdefault(w.key[-1], []).append(entry)
+            if is_bucket_key(w.key):
+                fresh.index[w.key] = (*fresh.index.get(w.key, ()), (w.uid, entry))
+            else:
+                fresh.index[w.key] = entry
+        new = whole(settled(fresh, own))
+        dropped = [e for e in base.entries if id(e) not in kept and e.get is not DEAD]
+        holds = [e.hold for e in dropped]
+        if signal._snapshot is not base:
+            continue
+        signal._snapshot = new  # commit: publish
+        # Retire what was dropped.  A __del__ the collector runs in this loop
+        # writes on top of ``new``, which holds none of these entries.
+        for entry in dropped:
+            entry.get = DEAD
+            entry.hold = None  # ``holds`` keeps it until after the lock
+            entry.cache = None  # a single entry's merged tuple holds it
+        forget_deaths(signal, reported)  # their entries are left out of ``new``
+        released += [base, holds, dropped]
+        return
+
+
+def _current(st: State, w: Wanted, entry: Entry) -> bool:
+    """Whether ``entry`` is connected in ``st`` under ``w.key``, and alive."""
+    value = st.index.get(w.key)
+    if type(value) is tuple:
+        return any(p[1] is entry for p in value) and entry.is_live()
+    return value is entry and entry.is_live()
+
+
+def drop_dead(signal: Signal, *, blocking: bool) -> None:
+    """Compact away every entry reported dead, if any was (with ``blocking``
+    false: only if the writer lock is free right now)."""
+    released: list[object] = []
+    if signal._deaths and signal._lock.acquire(blocking=blocking):
+        try:
+            compacted_locked(signal, released, deaths_only=True)
+        finally:
+            signal._lock.release()
+    released.clear()  # after the lock: may run a receiver's __del__
+
+
 # -- garbage -------------------------------------------------------------------
 
 
@@ -297,24 +456,33 @@ def compacted_locked(
                 return base
         elif waste < MIN_GARBAGE or 2 * waste <= st.size:
             return base
-        fresh = rebuilt(st)
-        new = Snapshot(
-            fresh,
-            len(fresh.anylog),
-            fresh.seq,
-            has_async=fresh.live_async > 0,
-            routed=fresh.live_own > 0,
-        )
+        new = whole(rebuilt(st))
         if signal._snapshot is not base:
             continue
         signal._snapshot = new  # commit
         released.append(base)
-        deaths = signal._deaths
-        for _ in range(reported):  # counted above: their entries are gone
-            if deaths:
-                deaths.popleft()
-        signal._dead_seen = 0
+        forget_deaths(signal, reported)  # counted above: their entries are gone
         return new
+
+
+def forget_deaths(signal: Signal, reported: int) -> None:
+    """Pop ``reported`` deaths, whose entries a commit just left out."""
+    deaths = signal._deaths
+    for _ in range(reported):
+        if deaths:
+            deaths.popleft()
+    signal._dead_seen = 0
+
+
+def whole(fresh: State) -> Snapshot:
+    """A snapshot that sees all of ``fresh``."""
+    return Snapshot(
+        fresh,
+        len(fresh.anylog),
+        fresh.seq,
+        has_async=fresh.live_async > 0,
+        routed=fresh.live_own > 0,
+    )
 
 
 def rebuilt(st: State) -> State:
@@ -322,17 +490,13 @@ def rebuilt(st: State) -> State:
     fresh = State()
     fresh.seq = st.seq
     fresh.anylog = [e for e in st.anylog if e.is_live()]
-    live_own = 0
+    own: dict[Any, list[Entry]] = {}
     for skey, route in st.routes.items():
         if isinstance(route, Entry) and not route.is_live():
             route.cache = None  # its merged tuple holds it: break the cycle
-        own = [e for e in route.own if e.is_live()]
-        if len(own) > 1:
-            sender_get: Getter = route.sender_get  # type: ignore[assignment]
-            fresh.routes[skey] = Route(sender_get, own, len(own))
-        elif own:
-            fresh.routes[skey] = own[0]
-        live_own += len(own)
+        live = [e for e in route.own if e.is_live()]
+        if live:
+            own[skey] = live
     for key, value in st.index.items():
         if type(value) is tuple:
             pairs = tuple([p for p in value if p[1].is_live()])
@@ -340,9 +504,21 @@ def rebuilt(st: State) -> State:
                 fresh.index[key] = pairs
         elif value.is_live():
             fresh.index[key] = value
-    fresh.live_own = live_own
-    fresh.size = len(fresh.anylog) + live_own
-    fresh.live_async = sum(e.is_async for e in fresh.anylog) + sum(
-        e.is_async for r in fresh.routes.values() for e in r.own
+    return settled(fresh, own)
+
+
+def settled(fresh: State, own: dict[Any, list[Entry]]) -> State:
+    """``fresh`` (its ``anylog`` filled) with a route for each sender's
+    ``own`` entries (in connection order), and its counts."""
+    for skey, entries in own.items():
+        if len(entries) > 1:
+            sender_get: Getter = entries[0].sender_get  # type: ignore[assignment]
+            fresh.routes[skey] = Route(sender_get, entries, len(entries))
+        else:
+            fresh.routes[skey] = entries[0]
+    fresh.live_own = sum(map(len, own.values()))
+    fresh.size = len(fresh.anylog) + fresh.live_own
+    fresh.live_async = sum(
+        e.is_async for entries in (fresh.anylog, *own.values()) for e in entries
     )
     return fresh

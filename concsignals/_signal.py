@@ -177,13 +177,7 @@ class Signal:
         the writer lock is free right now, it first compacts them away (which
         releases a ``weak=False`` receiver whose sender died); never blocks.
         """
-        released: list[object] = []
-        if self._deaths and self._lock.acquire(blocking=False):
-            try:
-                _registry.compacted_locked(self, released, deaths_only=True)
-            finally:
-                self._lock.release()
-        released.clear()  # after the lock: may run a receiver's __del__
+        _registry.drop_dead(self, blocking=False)
         entries = self._snapshot.entries
         return [r for e in entries if e.is_live() and (r := e.get()) is not None]
 

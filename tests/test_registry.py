@@ -1,0 +1,259 @@
+"""The writer side's all-at-once functions: list every connection, replace all.
+
+``_registry.connections`` and ``_registry.replace_locked`` (with ``Wanted``,
+``distinct``) are what ``concsignals.django`` builds Django's ``receivers``
+getter and setter on; these tests hold them to the core's rules.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+from typing import Any
+
+from concsignals import Signal, _registry
+from concsignals._snapshot import DEAD, receiver_getter, sender_getter
+
+
+def make(tag: str, log: list[str] | None = None) -> Any:
+    def r(**kwargs: Any) -> str:
+        if log is not None:
+            log.append(tag)
+        return tag
+
+    r.__qualname__ = f"r_{tag}"
+    return r
+
+
+class Sender:
+    pass
+
+
+def lock_held(signal: Signal) -> bool:
+    """Whether this thread holds the signal's writer lock."""
+    return bool(signal._lock._is_owned())  # type: ignore[attr-defined]
+
+
+def replace(signal: Signal, wanted: list[_registry.Wanted]) -> None:
+    """What a caller does: distinct() outside the lock, release after it."""
+    wanted = _registry.distinct(wanted)
+    released: list[object] = []
+    with signal._lock:
+        _registry.replace_locked(signal, wanted, released)
+    released.clear()
+
+
+def keep(conns: list[_registry.Connection]) -> list[_registry.Wanted]:
+    """Each connection asked for again, as read (so its entry may be kept)."""
+    return [
+        _registry.Wanted(
+            c.key,
+            c.uid,
+            c.entry.get,
+            c.entry.sender_get,
+            c.entry.hold,
+            c.entry.is_async,
+            c.entry,
+        )
+        for c in conns
+    ]
+
+
+def fresh(
+    signal: Signal,
+    receiver: Any,
+    sender: object = None,
+    uid: object = None,
+    weak: bool = True,
+) -> _registry.Wanted:
+    get, hold = receiver_getter(receiver, weak, signal._notice)
+    sget = None if sender is None else sender_getter(sender, signal._notice)
+    key = _registry.lookup_key(receiver, sender, uid)
+    return _registry.Wanted(key, uid, get, sget, hold, False, None)
+
+
+# -- connections ---------------------------------------------------------------
+
+
+def test_connections_lists_live_ones_with_key_uid_and_sender_in_order() -> None:
+    s = Signal()
+    sender = Sender()
+    a, b, c, gone = make("a"), make("b"), make("c"), make("gone")
+    s.connect(a)
+    s.connect(b, sender=sender)
+    s.connect(gone)
+    s.connect(c, dispatch_uid="uid-c")
+    s.disconnect(gone)
+    conns = _registry.connections(s._snapshot)
+    assert [c.entry.get() for c in conns] == [a, b, c]
+    assert [c.uid for c in conns] == [None, None, "uid-c"]
+    assert conns[0].key == _registry.lookup_key(a, None, None)
+    assert conns[1].key == _registry.lookup_key(b, sender, None)
+    sget = conns[1].entry.sender_get
+    assert sget is not None and sget() is sender
+
+
+def test_connections_leaves_out_the_dead() -> None:
+    s = Signal()
+    a, dies = make("a"), make("dies")
+    s.connect(dies)
+    s.connect(a)
+    del dies
+    gc.collect()
+    assert [c.entry.get() for c in _registry.connections(s._snapshot)] == [a]
+
+
+def test_connections_gives_a_uid_with_user_eq_back() -> None:
+    class Uid:
+        def __eq__(self, other: object) -> bool:
+            return isinstance(other, Uid)
+
+        def __hash__(self) -> int:
+            return 7
+
+    s = Signal()
+    uid, a = Uid(), make("a")
+    s.connect(a, dispatch_uid=uid)
+    (conn,) = _registry.connections(s._snapshot)
+    assert conn.uid is uid
+
+
+def test_connections_takes_no_lock() -> None:
+    s = Signal()
+    a = make("a")
+    s.connect(a)
+    held, done = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with s._lock:
+            held.set()
+            done.wait(30)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        assert held.wait(30)
+        assert [c.entry.get() for c in _registry.connections(s._snapshot)] == [a]
+    finally:
+        done.set()
+        t.join()
+
+
+# -- replace -------------------------------------------------------------------
+
+
+def test_replace_publishes_exactly_what_is_asked_in_order() -> None:
+    s = Signal()
+    sender = Sender()
+    a, b, c = make("a"), make("b"), make("c")
+    s.connect(a)
+    replace(s, [fresh(s, c), fresh(s, b, sender=sender), fresh(s, a)])
+    assert [r for r, _ in s.send(sender)] == [c, b, a]
+    assert [r for r, _ in s.send(None)] == [c, a]
+    assert s.receivers == [c, b, a]
+
+
+def test_replace_keeps_a_current_entry_as_it_is() -> None:
+    s = Signal()
+    a, b = make("a"), make("b")
+    s.connect(a)
+    s.connect(b)
+    before = [c.entry for c in _registry.connections(s._snapshot)]
+    replace(s, keep(_registry.connections(s._snapshot)))
+    after = [c.entry for c in _registry.connections(s._snapshot)]
+    assert after == before  # the same objects: never retired
+    assert all(e.get is not DEAD for e in after)
+
+
+def test_replace_retires_what_it_drops_even_for_a_send_under_way() -> None:
+    """Disconnect wins: once replace returns, a send iterating the old tuple
+    does not call a dropped receiver."""
+    s = Signal()
+    log: list[str] = []
+    b = make("b", log)
+
+    def first(**kwargs: Any) -> None:
+        log.append("first")
+        replace(s, [])
+
+    s.connect(first)
+    s.connect(b)
+    s.send(None)
+    assert log == ["first"]
+    assert s.send(None) == []
+
+
+def test_replace_releases_a_strong_receiver_after_the_lock() -> None:
+    s = Signal()
+    under_lock: list[bool] = []
+
+    class Strong:
+        def __call__(self, **kwargs: Any) -> None:
+            pass
+
+        def __del__(self) -> None:
+            under_lock.append(lock_held(s))
+
+    s.connect(Strong(), weak=False)
+    replace(s, [])
+    assert under_lock == [False]
+
+
+def test_replace_with_reordered_entries_sends_in_the_new_order() -> None:
+    s = Signal()
+    sender = Sender()
+    a, b, c = make("a"), make("b"), make("c")
+    s.connect(a)
+    s.connect(b, sender=sender)
+    s.connect(c, sender=sender)
+    conns = _registry.connections(s._snapshot)
+    replace(s, keep(conns[::-1]))
+    assert [r for r, _ in s.send(sender)] == [c, b, a]
+    assert [r for r, _ in s.send(None)] == [a]
+    assert s.disconnect(b, sender=sender)
+    assert [r for r, _ in s.send(sender)] == [c, a]
+
+
+def test_replace_first_of_one_key_wins_and_user_eq_runs_outside_the_lock() -> None:
+    s = Signal()
+    under_lock: list[bool] = []
+
+    class Uid:
+        def __eq__(self, other: object) -> bool:
+            under_lock.append(lock_held(s))
+            return isinstance(other, Uid)
+
+        def __hash__(self) -> int:
+            return 1
+
+    a, b = make("a"), make("b")
+    replace(s, [fresh(s, a, uid=Uid()), fresh(s, b, uid=Uid()), fresh(s, a)])
+    assert [r for r, _ in s.send(None)] == [a, a]  # b's uid == a's: a's first
+    assert under_lock and not any(under_lock)
+
+
+def test_replace_keeps_memory_flat() -> None:
+    s = Signal()
+    a, b = make("a"), make("b")
+    s.connect(a)
+    s.connect(b)
+    for i in range(500):
+        conns = _registry.connections(s._snapshot)
+        replace(s, keep(conns) if i % 2 else [fresh(s, a), fresh(s, b)])
+    st = s._snapshot.state
+    assert (st.size, st.tombstones, len(st.index)) == (2, 0, 2)
+    assert len(s._deaths) == 0
+    assert [r for r, _ in s.send(None)] == [a, b]
+
+
+def test_replace_then_connect_and_disconnect_as_usual() -> None:
+    s = Signal()
+    sender = Sender()
+    a, b = make("a"), make("b")
+    replace(s, [fresh(s, a, sender=sender)])
+    s.connect(a, sender=sender)  # already connected: idempotent
+    s.connect(b)
+    assert [r for r, _ in s.send(sender)] == [a, b]
+    assert s.disconnect(a, sender=sender)
+    assert not s.disconnect(a, sender=sender)
+    assert [r for r, _ in s.send(sender)] == [b]
