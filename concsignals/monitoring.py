@@ -66,6 +66,7 @@ import contextlib
 import contextvars
 import logging
 import os
+import pickle
 import threading
 import time
 import weakref
@@ -395,12 +396,21 @@ def _entered(monitors: Sequence[object], managers: list[Any]) -> Iterator[None]:
             _report(m, "entering its context", err)
     try:
         yield
-    finally:
-        for m, cm in reversed(stack):
-            try:
-                cm.__exit__(None, None, None)
-            except Exception as err:
-                _report(m, "exiting its context", err)
+    except BaseException as err:
+        _exit(stack, err)
+        raise
+    _exit(stack, None)
+
+
+def _exit(stack: list[tuple[object, Any]], err: BaseException | None) -> None:
+    """Exit what :func:`_entered` entered, telling them of ``err``; never
+    suppress it."""
+    info = (None, None, None) if err is None else (type(err), err, err.__traceback__)
+    for m, cm in reversed(stack):
+        try:
+            cm.__exit__(*info)
+        except Exception as exc:
+            _report(m, "exiting its context", exc)
 
 
 # -- the engine's call sites ----------------------------------------------------------
@@ -539,7 +549,7 @@ def invoke(receiver: Any, signal: Any, sender: object, named: dict[str, Any]) ->
 
 
 async def ainvoke(receiver: Any, start: Callable[[], Awaitable[T]]) -> T:
-    """``await start()``, the call of async ``receiver``, monitored as :func:`invoke`."""
+    """``await start()``: the call of async ``receiver``, monitored."""
     if current.get() is None:
         return await start()
     call, managers = _start_call(receiver, True)
@@ -558,7 +568,7 @@ async def ainvoke(receiver: Any, start: Callable[[], Awaitable[T]]) -> T:
     return result
 
 
-def hand_off(receiver: Any, submit: Callable[[tuple[Any, ...]], Any]) -> Any:
+def hand_off(receiver: Any, submit: Callable[[tuple[bytes, ...]], Any]) -> Any:
     """``submit(carriers)`` for a call run in another process; returns its future.
 
     The call begins at hand-off; it ends when its future is done.
@@ -567,8 +577,14 @@ def hand_off(receiver: Any, submit: Callable[[tuple[Any, ...]], Any]) -> Any:
     if call is None:
         return submit(())
     mons = call.send.notes[_monitors_key]
-    carriers = tuple(c for c in _notify(mons, "carrier", call) if c is not None)
-    fut = submit(carriers)
+    carriers = []
+    for m, c in zip(mons, _notify(mons, "carrier", call), strict=True):
+        if c is not None:
+            try:  # pickled here, so a monitor's bad carrier cannot fail the call
+                carriers.append(pickle.dumps(c, pickle.HIGHEST_PROTOCOL))
+            except Exception as err:
+                _report(m, "pickling its carrier", err)
+    fut = submit(tuple(carriers))
     fut.add_done_callback(lambda f: _remote_done(call, f))
     return fut
 
@@ -586,10 +602,18 @@ def _remote_done(call: CallEvent, fut: Any) -> None:
 
 
 @contextlib.contextmanager
-def carried(carriers: Sequence[AbstractContextManager[Any]]) -> Iterator[None]:
-    """In a worker: enter the carriers that came with a call around it.
+def carried(carriers: Sequence[bytes]) -> Iterator[None]:
+    """In a worker: enter the carriers that came with a call, around it.
 
-    A carrier that fails to enter or exit is skipped: the call runs anyway.
+    A carrier that cannot be unpickled here (its monitor's package is not
+    installed in the worker, say), entered or exited is skipped: the call
+    runs anyway.
     """
-    with _entered(carriers, list(carriers)):
+    managers: list[Any] = []
+    for blob in carriers:
+        try:
+            managers.append(pickle.loads(blob))
+        except Exception as err:
+            _report(carried, "unpickling a carrier", err)
+    with _entered(managers, managers):
         yield
