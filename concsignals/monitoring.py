@@ -106,11 +106,20 @@ class Monitor(Protocol):
     monitor may keep its own state for that send or call.
     """
 
-    def send_began(self, send: SendEvent) -> None: ...
-    def call_began(self, call: CallEvent) -> AbstractContextManager[Any] | None: ...
-    def carrier(self, call: CallEvent) -> AbstractContextManager[Any] | None: ...
-    def call_ended(self, call: CallEvent) -> None: ...
-    def send_ended(self, send: SendEvent) -> None: ...
+    def send_began(self, send: SendEvent) -> None:
+        """A send began (in the sender's thread, before any call)."""
+
+    def call_began(self, call: CallEvent) -> AbstractContextManager[Any] | None:
+        """A call began; what it returns is entered around the call."""
+
+    def carrier(self, call: CallEvent) -> AbstractContextManager[Any] | None:
+        """A picklable context manager to enter around the call in the worker."""
+
+    def call_ended(self, call: CallEvent) -> None:
+        """A slot has its outcome (once per slot)."""
+
+    def send_ended(self, send: SendEvent) -> None:
+        """The send ended, after every ``call_ended``."""
 
 
 class SendEvent:
@@ -230,7 +239,7 @@ class CallEvent:
         self._t0 = time.perf_counter()
         if here:
             self.thread = threading.current_thread().name
-            self.process = os.getpid()
+            self.process = _pid[0]
 
     def _stop(self) -> None:
         self.duration = time.perf_counter() - self._t0
@@ -239,6 +248,10 @@ class CallEvent:
     def __repr__(self) -> str:
         return f"<CallEvent {self.index} {self.receiver!r}: {self.outcome}>"
 
+
+#: This process's id (``os.getpid()`` is a system call), updated after a fork.
+_pid = [os.getpid()]
+os.register_at_fork(after_in_child=lambda: _pid.__setitem__(0, os.getpid()))
 
 # -- installing -----------------------------------------------------------------
 
@@ -249,17 +262,37 @@ _monitors: tuple[Any, ...] = ()
 installed = False
 
 
+#: Called with the new value of ``installed`` whenever it changes, under
+#: ``_lock``: engine code that keeps its own copy for a hot path (one global
+#: read is cheaper than a module attribute).  Never user code.
+_switches: list[Callable[[bool], None]] = []
+
+
+def on_switch(switch: Callable[[bool], None]) -> None:
+    """Call ``switch(installed)`` now and whenever ``installed`` changes."""
+    with _lock:
+        _switches.append(switch)
+        switch(installed)
+
+
+def _set_installed_locked(on: bool) -> None:
+    global installed
+    installed = on
+    for switch in _switches:
+        switch(on)
+
+
 def install(monitor: object) -> None:
     """Install ``monitor``: every send that begins from now on reports to it.
 
     Installing one already installed does nothing.  Safe from any thread; a
     send already under way does not report to it.
     """
-    global _monitors, installed
+    global _monitors
     with _lock:
         if not any(m is monitor for m in _monitors):
             _monitors = (*_monitors, monitor)
-        installed = True
+        _set_installed_locked(True)
 
 
 def uninstall(monitor: object) -> bool:
@@ -267,12 +300,12 @@ def uninstall(monitor: object) -> bool:
 
     Sends that began before may still report to it until they end.
     """
-    global _monitors, installed
+    global _monitors
     with _lock:
         kept = tuple(m for m in _monitors if m is not monitor)
         found = len(kept) != len(_monitors)
         _monitors = kept
-        installed = bool(kept) or _slow.is_set()
+        _set_installed_locked(bool(kept) or _slow.is_set())
         return found
 
 
@@ -292,6 +325,8 @@ class _Thresholds:
         self.per_signal: weakref.WeakKeyDictionary[object, float | None] = (
             weakref.WeakKeyDictionary()
         )
+        #: Whether any threshold is set (read without the lock: one bool).
+        self.on = False
 
     def is_set(self) -> bool:
         return self.default is not None or any(
@@ -318,7 +353,6 @@ def slow_call_threshold(seconds: float | None, signal: object = None) -> None:
     (``None``: off).  The warning is logged on logger ``concsignals`` with the
     receiver, the signal, the duration and the executor.
     """
-    global installed
     if seconds is not None and not seconds >= 0:
         raise ValueError(f"a slow-call threshold must be None or >= 0, not {seconds!r}")
     with _lock:
@@ -326,10 +360,13 @@ def slow_call_threshold(seconds: float | None, signal: object = None) -> None:
             _slow.default = seconds
         else:
             _slow.per_signal[signal] = seconds
-        installed = bool(_monitors) or _slow.is_set()
+        _slow.on = _slow.is_set()
+        _set_installed_locked(bool(_monitors) or _slow.on)
 
 
 def _warn_if_slow(call: CallEvent) -> None:
+    if not _slow.on:
+        return
     limit = _slow.of(call.send.signal)
     if limit is None or call.duration is None or call.duration < limit:
         return
@@ -537,7 +574,10 @@ def invoke(receiver: Any, signal: Any, sender: object, named: dict[str, Any]) ->
         return receiver(signal=signal, sender=sender, **named)
     token = current.set(None)
     try:
-        with _entered(call.send.notes[_monitors_key], managers):
+        if managers.count(None) != len(managers):
+            with _entered(call.send.notes[_monitors_key], managers):
+                result = receiver(signal=signal, sender=sender, **named)
+        else:
             result = receiver(signal=signal, sender=sender, **named)
     except BaseException as err:
         _end_call(call, None, err)
