@@ -93,7 +93,7 @@ from concurrent.futures import Executor
 from concurrent.futures import Future as ThreadFuture
 from typing import TYPE_CHECKING, Any
 
-from . import _dispatch, executors
+from . import _dispatch, executors, monitoring
 from ._dispatch import describe, log_robust_failure
 from ._snapshot import Entry, Receiver
 
@@ -245,6 +245,14 @@ async def _call_async(
     if r is None:
         return _SKIPPED
     slot.receiver = r
+    return await monitoring.ainvoke(
+        r, lambda: _await(r, signal, sender, named)
+    )  # monitor: call began/ended
+
+
+async def _await(
+    r: Receiver, signal: Signal, sender: object, named: dict[str, Any]
+) -> Any:
     awaitable = r(signal=signal, sender=sender, **named)
     if not inspect.isawaitable(awaitable):
         raise TypeError(
@@ -261,7 +269,7 @@ def _call_sync(
     if r is None:
         return _SKIPPED
     slot.receiver = r
-    return r(signal=signal, sender=sender, **named)
+    return monitoring.invoke(r, signal, sender, named)  # monitor: call began/ended
 
 
 def _call_on_pool(
@@ -348,7 +356,12 @@ def _start(
             if blob is None:
                 continue  # skipped, or its pickling error is in the slot
             nonce = next(executors.nonces)
-            slot.job = executor.submit(executors.call_pickled, blob, blobs[None], nonce)
+            submit = functools.partial(
+                executor.submit, executors.call_pickled, blob, blobs[None], nonce
+            )
+            slot.job = monitoring.hand_off(
+                slot.receiver, submit
+            )  # monitor: call handed off/ended
         else:
             ctx = contextvars.copy_context()
             args = (chain, signal, slot, sender, named)
@@ -568,6 +581,22 @@ async def asend(
     Safe to run from any number of loops and threads at once: the send's state
     is its own, and the snapshot's entries are only read.
     """
+    if monitoring.installed:  # monitor: send began, send ended
+        return await monitoring.watch_asend(
+            _asend, signal, entries, sender, named, executor, timeout, robust
+        )
+    return await _asend(signal, entries, sender, named, executor, timeout, robust)
+
+
+async def _asend(
+    signal: Signal,
+    entries: Sequence[Entry],
+    sender: object,
+    named: dict[str, Any],
+    executor: Executor | None,
+    timeout: float | None,
+    robust: bool,
+) -> Responses:
     if not entries:
         return []
     loop = asyncio.get_running_loop()
@@ -605,7 +634,9 @@ def send_from_sync(
     loop = asyncio.new_event_loop()
     try:
         if executor is not None:
-            coro = asend(signal, entries, sender, named, executor, timeout, robust)
+            coro = _asend(
+                signal, entries, sender, named, executor, timeout, robust
+            )  # monitor: run() watches
             return loop.run_until_complete(coro)
         deadline = None if timeout is None else loop.time() + timeout
         slots = _walk(loop, signal, entries, sender, named, deadline, robust)
@@ -681,7 +712,9 @@ def _walk(
                 continue
             slots.append(slot)
             try:
-                slot.value = r(signal=signal, sender=sender, **named)
+                slot.value = monitoring.invoke(
+                    r, signal, sender, named
+                )  # monitor: call began/ended
             except Exception as err:
                 slot.error = err
             if deadline is not None and loop.time() > deadline:

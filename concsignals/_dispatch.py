@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import enum
+import functools
 import logging
 import pickle
 import threading
@@ -52,7 +53,7 @@ from concurrent.futures import (
 from concurrent.futures import wait as wait_futures
 from typing import TYPE_CHECKING, Any
 
-from . import executors
+from . import executors, monitoring
 from ._snapshot import Entry, Receiver
 
 if TYPE_CHECKING:
@@ -104,13 +105,29 @@ def run(
     if executor is OWN:
         executor = signal._executor
     assert not isinstance(executor, Default)
+    if monitoring.installed:  # monitor: send began, send ended
+        return monitoring.watch_send(
+            _run, signal, entries, sender, named, executor, timeout, robust
+        )
+    return _run(signal, entries, sender, named, executor, timeout, robust)
+
+
+def _run(
+    signal: Signal,
+    entries: Sequence[Entry],
+    sender: object,
+    named: dict[str, Any],
+    executor: Executor | None,
+    timeout: float | None,
+    robust: bool,
+) -> Responses:
     if any(e.is_async for e in entries):
         from . import _asyncio
 
         return _asyncio.send_from_sync(
             signal, entries, sender, named, executor, timeout, robust
         )
-    if executor is None and timeout is None:
+    if executor is None and timeout is None and not monitoring.installed:  # monitor:
         if robust:
             return call_robust(signal, entries, sender, named)
         return call_inline(signal, entries, sender, named)
@@ -285,7 +302,10 @@ def call_timed(
             outcomes.append(TimedOut(r, started=False))
         else:
             try:
-                out: Outcome = (r, r(signal=signal, sender=sender, **named))
+                out: Outcome = (
+                    r,
+                    monitoring.invoke(r, signal, sender, named),
+                )  # monitor: call began/ended
             except Exception as err:
                 out = Failed(r, err)
             if deadline is not None and time.monotonic() > deadline:
@@ -354,7 +374,10 @@ def call_here(
     if isinstance(r, Marker):
         return r
     try:
-        return (r, r(signal=signal, sender=sender, **named))
+        return (
+            r,
+            monitoring.invoke(r, signal, sender, named),
+        )  # monitor: call began/ended
     except Exception as err:
         if not fan.robust:
             fan.fail()
@@ -543,10 +566,15 @@ def start_pickled(
         outcomes.append(None)
     futures: list[Future[Any]] = []
     try:
-        for _, _, blob in calls:
+        for _, r, blob in calls:
             assert isinstance(args, bytes)
             nonce = next(executors.nonces)
-            futures.append(executor.submit(executors.call_pickled, blob, args, nonce))
+            submit = functools.partial(
+                executor.submit, executors.call_pickled, blob, args, nonce
+            )
+            futures.append(
+                monitoring.hand_off(r, submit)
+            )  # monitor: call handed off/ended
     except BaseException:
         for fut in futures:
             fut.cancel()
@@ -663,6 +691,7 @@ def submit(
         executor is not None
         and timeout is None
         and not any(e.is_async for e in entries)
+        and not monitoring.installed  # monitor: monitored submits go through run()
     ):
         fut = submit_gathered(signal, entries, sender, named, executor)
     else:

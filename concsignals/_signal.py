@@ -37,7 +37,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import Executor, Future
 from typing import Any, TypeVar
 
-from . import _asyncio, _dispatch
+from . import _asyncio, _dispatch, monitoring
 from ._snapshot import (
     EMPTY,
     DeathNotice,
@@ -52,6 +52,18 @@ from ._snapshot import (
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: monitor: a copy of ``monitoring.installed`` for the fast path of ``send``
+#: (one global read costs less than a module attribute).
+_monitored = False
+
+
+def _switch_monitoring(on: bool) -> None:
+    global _monitored
+    _monitored = on
+
+
+monitoring.on_switch(_switch_monitoring)  # monitor: keeps _monitored current
 Responses = list[tuple[Receiver, Any]]
 
 
@@ -247,7 +259,7 @@ class Signal:
             if entries is None:
                 return self._send_general(snap, sender, named)
             return []
-        if self._executor is not None:
+        if self._executor is not None or _monitored:  # monitor: off the fast path
             return self._send_general(snap, sender, named)
         # The hot loop.  entry.get() is the disconnect-and-liveness check and
         # runs immediately before each call (see _snapshot.py).
@@ -267,7 +279,8 @@ class Signal:
         entries = snap.lookup(sender)
         if not entries:
             return []
-        if self._executor is not None or snap.has_async:
+        monitored = monitoring.installed  # monitor: monitored sends go through run()
+        if self._executor is not None or snap.has_async or monitored:
             return _dispatch.run(self, entries, sender, named)
         responses = _dispatch.call_inline(self, entries, sender, named)
         if len(responses) != len(entries):

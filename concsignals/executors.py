@@ -82,6 +82,8 @@ import weakref
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
+from . import monitoring
+
 __all__ = [
     "SignalRef",
     "call_pickled",
@@ -305,10 +307,19 @@ def _locate(signal: object) -> tuple[str | None, str | None]:
 nonces = itertools.count()
 
 
-def call_pickled(receiver_blob: bytes, args_blob: bytes, nonce: int) -> Any:
-    """Run one pickled receiver call; this is what a worker process executes."""
+def call_pickled(
+    receiver_blob: bytes, args_blob: bytes, nonce: int, carriers: Any = ()
+) -> Any:
+    """Run one pickled receiver call; this is what a worker process executes.
+
+    ``carriers``: the monitors' context managers that travel with the call
+    (see ``monitoring.hand_off``), entered around it.
+    """
     receiver = pickle.loads(receiver_blob)
     signal, sender, named = pickle.loads(args_blob)
+    if carriers:  # monitor: the monitors' carriers, entered in the worker
+        with monitoring.carried(carriers):
+            return receiver(signal=signal, sender=sender, **named)
     return receiver(signal=signal, sender=sender, **named)
 
 
