@@ -257,10 +257,14 @@ def test_bad_thresholds_are_refused() -> None:
 
 
 def test_uninstalling_leaves_nothing_on(recorder: Recorder) -> None:
+    from concsignals import _signal
+
     sig = Signal()
     sig.connect(Reply("a"), weak=False)
+    assert _signal._monitored  # the fast path's own copy of `installed`
     sig.send(Shop)
     assert monitoring.uninstall(recorder)
+    assert not _signal._monitored
     assert not monitoring.uninstall(recorder)
     assert monitoring.monitors() == () and not monitoring.installed
     sig.send(Shop)
