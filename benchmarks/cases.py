@@ -37,6 +37,7 @@ MODULES = (
     "fanout",
     "importtime",
     "inline",
+    "monitoring",
     "senders",
 )
 
