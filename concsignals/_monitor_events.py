@@ -187,16 +187,25 @@ class SendEvent:
 
     def enter(self, i: int, r: Any) -> Managed | None:
         """Call ``i`` (receiver ``r``) begins on this thread, after the gate:
-        ``call_began``, then enter what it returned (for :func:`exit_all`)."""
-        if not self.hooks.calls:
+        ``call_began``, then enter what it returned (for ``exit_all``)."""
+        hooks = self.hooks
+        if not hooks.calls:
             return None
         call = self.calls[i] = CallEvent(self, i, r)
         call._thread = threading.current_thread()
         call.process = pid[0]
-        if not self.hooks.call_began:
-            return None
-        managers = _returned(self.hooks.call_began, call)
-        return enter_all(managers) if managers else None
+        managers: Managed | None = None
+        for m, fn in hooks.call_began:
+            try:
+                cm = fn(call)
+            except Exception as err:
+                report(m, fn.__name__, err)
+                continue
+            if cm is not None:
+                if managers is None:
+                    managers = []
+                managers.append((m, cm))
+        return None if managers is None else enter_all(managers)
 
     def hand_off(self, i: int, r: Any) -> tuple[bytes, ...]:
         """Call ``i`` is handed to another process: ``call_began``, and the
@@ -222,8 +231,8 @@ class SendEvent:
         call = self.calls[i]
         if call is None or self._done[i]:
             return
-        call.duration = time.perf_counter() - call._t0
-        call.ended = time.time_ns()
+        call.ended = ended = time.time_ns()
+        call.duration = (ended - (call.began or ended)) / 1e9
         call.result, call.error = value, err
 
     def claim(self, i: int) -> bool:
@@ -254,10 +263,20 @@ class SendEvent:
         self.settle(i, SKIPPED)
 
     def returned(self, i: int, value: Any, err: BaseException | None) -> None:
-        """Unlocked inline send: call ``i`` ended."""
-        self.stop(i, value, err)
+        """Unlocked inline send: call ``i`` ended; ``call_ended``."""
         self._done[i] = True
-        self.settle(i, RESULT if err is None else EXCEPTION)
+        call = self.calls[i]
+        if call is None:  # no monitor sees calls
+            return
+        call.ended = ended = time.time_ns()
+        call.duration = (ended - (call.began or ended)) / 1e9
+        call.result, call.error = value, err
+        call.outcome = RESULT if err is None else EXCEPTION
+        for m, fn in self.hooks.call_ended:
+            try:
+                fn(call)
+            except Exception as exc:
+                report(m, fn.__name__, exc)
 
     def finish(self, send: Send | None, error: BaseException | None) -> None:
         """Report every slot not reported yet (its outcome as the engine left
@@ -303,7 +322,7 @@ class CallEvent:
 
     ``began``/``ended`` are ``time.time_ns()`` values (``None`` if it did not
     begin, or had not ended when the send did); ``duration`` is in seconds,
-    measured with ``time.perf_counter``.  ``thread`` and ``process`` are the
+    ``ended - began`` (both from ``time.time_ns``).  ``thread`` and ``process`` are the
     name of the thread and the pid that ran it (``None`` out of process).
     """
 
@@ -324,7 +343,6 @@ class CallEvent:
         self.index = index
         self.receiver = receiver
         self.began: int | None = time.time_ns() if begins else None
-        self._t0 = time.perf_counter()
 
     @property
     def thread(self) -> str | None:
