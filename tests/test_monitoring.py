@@ -25,6 +25,8 @@ class Recorder:
         self.ended: list[monitoring.SendEvent] = []
         self.began: list[monitoring.CallEvent] = []
         self.calls: list[monitoring.CallEvent] = []
+        #: id(call): the thread call_ended ran on.
+        self.ended_on: dict[int, str] = {}
 
     def send_began(self, send: monitoring.SendEvent) -> None:
         with self.lock:
@@ -39,6 +41,7 @@ class Recorder:
         with self.lock:
             assert call not in self.calls, "two outcomes for one slot"
             self.calls.append(call)
+            self.ended_on[id(call)] = threading.current_thread().name
 
     def send_ended(self, send: monitoring.SendEvent) -> None:
         with self.lock:
@@ -118,6 +121,8 @@ def test_a_monitor_sees_the_send_and_every_call(
         assert call.duration is not None and call.duration >= 0
         if backend.shares_memory:
             assert call.thread is not None and call.process is not None
+            # Reported as the call ended (Send.end), on its own thread.
+            assert recorder.ended_on[id(call)] == call.thread
         else:
             assert call.thread is None and call.process is None
 
@@ -146,6 +151,19 @@ def test_a_failure_in_send_leaves_later_calls_not_begun(
         assert later in ("result", "not begun")
     else:
         assert later == "not begun"
+
+
+def test_a_failure_in_a_plain_send_leaves_later_calls_not_begun(
+    recorder: Recorder,
+) -> None:
+    sig = Signal()
+    sig.connect(Reply("before"), weak=False)
+    sig.connect(Fail("first"), weak=False)
+    sig.connect(Reply("later"), weak=False)
+    with pytest.raises(ValueError, match="first"):
+        sig.send(Shop)  # the inline loop, not a Send
+    assert recorder.outcomes(sig) == ["result", "exception", "not begun"]
+    assert isinstance(recorder.ended[0].error, ValueError)
 
 
 @pytest.mark.timeout(30)
