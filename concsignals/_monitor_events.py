@@ -133,15 +133,24 @@ class SendEvent:
 
     ``began``/``ended`` are ``time.time_ns()`` values; ``deadline`` is a
     ``time.monotonic()`` value or ``None``; ``error`` is what the send raised.
-    ``calls[i]`` is slot ``i``'s :class:`CallEvent` once it has one.
     """
 
-    # No __slots__: the attributes not set in __init__ read these defaults,
-    # so making an event stores only what every send has.
-    ended: int | None = None
-    error: BaseException | None = None
-    _notes: dict[object, Any] | None = None
-    _receivers: tuple[Any, ...] | None = None
+    __slots__ = (
+        "_calls",
+        "_done",
+        "_entries",
+        "_notes",
+        "_receivers",
+        "began",
+        "deadline",
+        "ended",
+        "error",
+        "executor",
+        "hooks",
+        "robust",
+        "sender",
+        "signal",
+    )
 
     def __init__(
         self,
@@ -162,8 +171,12 @@ class SendEvent:
         self.robust = robust
         self.began = time.time_ns()
         n = len(entries)
-        self.calls: list[CallEvent | None] = [None] * n
+        self._calls: list[CallEvent | None] = [None] * n
         self._done = [False] * n
+        self.ended: int | None = None
+        self.error: BaseException | None = None
+        self._notes: dict[object, Any] | None = None
+        self._receivers: tuple[Any, ...] | None = None
 
     @property
     def receivers(self) -> tuple[Any, ...]:
@@ -181,7 +194,7 @@ class SendEvent:
         return self._notes
 
     def __repr__(self) -> str:
-        return f"<SendEvent of {self.signal!r}, {len(self.calls)} slots>"
+        return f"<SendEvent of {self.signal!r}, {len(self._done)} slots>"
 
     # -- the engine's side ------------------------------------------------------
 
@@ -191,7 +204,7 @@ class SendEvent:
         hooks = self.hooks
         if not hooks.calls:
             return None
-        call = self.calls[i] = CallEvent(self, i, r)
+        call = self._calls[i] = CallEvent(self, i, r)
         call._thread = threading.current_thread()
         call.process = pid[0]
         managers: Managed | None = None
@@ -212,7 +225,7 @@ class SendEvent:
         monitors' carriers, pickled here (a bad one cannot fail the call)."""
         if not self.hooks.calls:
             return ()
-        call = self.calls[i] = CallEvent(self, i, r)
+        call = self._calls[i] = CallEvent(self, i, r)
         notify(self.hooks.call_began, call)
         if not self.hooks.carrier:
             return ()
@@ -228,8 +241,10 @@ class SendEvent:
 
     def stop(self, i: int, value: Any, err: BaseException | None) -> None:
         """Call ``i`` returned ``value`` or raised ``err`` (its clock stops)."""
-        call = self.calls[i]
-        if call is None or self._done[i]:
+        if self._done[i]:  # reported already (timed out at the send's end)
+            return
+        call = self._calls[i]
+        if call is None:
             return
         call.ended = ended = time.time_ns()
         call.duration = (ended - (call.began or ended)) / 1e9
@@ -247,11 +262,11 @@ class SendEvent:
         self.settle(i, outcome(out, closed_by_deadline), getattr(out, "err", None))
 
     def settle(self, i: int, what: str, err: BaseException | None = None) -> None:
-        call = self.calls[i]
+        call = self._calls[i]
         if call is None:
             if not self.hooks.call_ended:
                 return
-            call = self.calls[i] = CallEvent(self, i, self._entries[i].get(), False)
+            call = self._calls[i] = CallEvent(self, i, self._entries[i].get(), False)
         call.outcome = what
         if err is not None and call.error is None:
             call.error = err
@@ -265,7 +280,7 @@ class SendEvent:
     def returned(self, i: int, value: Any, err: BaseException | None) -> None:
         """Unlocked inline send: call ``i`` ended; ``call_ended``."""
         self._done[i] = True
-        call = self.calls[i]
+        call = self._calls[i]
         if call is None:  # no monitor sees calls
             return
         call.ended = ended = time.time_ns()
@@ -293,6 +308,9 @@ class SendEvent:
             self.settle(i, what)
         self.ended = time.time_ns()
         notify(self.hooks.send_ended, self)
+        # Each CallEvent holds its SendEvent: drop ours, so no cycle is left
+        # for the garbage collector (a call still running reports no more).
+        self._calls = [None] * len(self._calls)
 
     def unclaimed(self) -> list[int]:
         todo = [i for i, done in enumerate(self._done) if not done]
@@ -326,15 +344,20 @@ class CallEvent:
     name of the thread and the pid that ran it (``None`` out of process).
     """
 
-    # No __slots__, for the reason given in SendEvent.
-    ended: int | None = None
-    duration: float | None = None
-    _thread: threading.Thread | None = None
-    process: int | None = None
-    outcome: str | None = None
-    result: Any = None
-    error: BaseException | None = None
-    _notes: dict[object, Any] | None = None
+    __slots__ = (
+        "_notes",
+        "_thread",
+        "began",
+        "duration",
+        "ended",
+        "error",
+        "index",
+        "outcome",
+        "process",
+        "receiver",
+        "result",
+        "send",
+    )
 
     def __init__(
         self, send: SendEvent, index: int, receiver: Any, begins: bool = True
@@ -343,6 +366,14 @@ class CallEvent:
         self.index = index
         self.receiver = receiver
         self.began: int | None = time.time_ns() if begins else None
+        self.ended: int | None = None
+        self.duration: float | None = None
+        self._thread: threading.Thread | None = None
+        self.process: int | None = None
+        self.outcome: str | None = None
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self._notes: dict[object, Any] | None = None
 
     @property
     def thread(self) -> str | None:
