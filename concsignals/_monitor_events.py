@@ -16,11 +16,14 @@ none; ``notes`` dicts are made when first read.
 
 Locking rules
 -------------
-``_done`` (which slots have had their ``call_ended``) is read and written
-under the lock of the send's ``Send`` (``claim``, ``finish``), or by the one
-thread of an unlocked inline send.  Everything else on an event is written
-by one thread before the event is handed on.  No monitor is called while any
-lock is held.
+``_done`` (which slots have had their ``call_ended``), ``_inflight`` (claimed
+slots whose ``call_ended`` has not returned yet) and ``_idle`` are read and
+written under the lock of the send's ``Send`` (``claim``, ``settled``,
+``finish``), or by the one thread of an unlocked inline send.  ``finish``
+waits on ``_idle`` (the lock released) until no other thread is reporting a
+call's end, so ``send_ended`` comes after every ``call_ended``.  Everything
+else on an event is written by one thread before the event is handed on.  No
+monitor is called while any lock is held.
 """
 
 from __future__ import annotations
@@ -139,6 +142,8 @@ class SendEvent:
         "_calls",
         "_done",
         "_entries",
+        "_idle",
+        "_inflight",
         "_notes",
         "_receivers",
         "began",
@@ -173,6 +178,8 @@ class SendEvent:
         n = len(entries)
         self._calls: list[CallEvent | None] = [None] * n
         self._done = [False] * n
+        self._inflight = 0  # claimed, call_ended not yet returned
+        self._idle: threading.Event | None = None
         self.ended: int | None = None
         self.error: BaseException | None = None
         self._notes: dict[object, Any] | None = None
@@ -255,11 +262,20 @@ class SendEvent:
         if self._done[i]:
             return False
         self._done[i] = True
+        self._inflight += 1
         return True
 
-    def settled(self, i: int, out: Any, closed_by_deadline: bool) -> None:
-        """Slot ``i`` settled as ``out`` (``Send``'s outcome); ``call_ended``."""
-        self.settle(i, outcome(out, closed_by_deadline), getattr(out, "err", None))
+    def settled(self, send: Send, i: int, out: Any, by_deadline: bool) -> None:
+        """Slot ``i``, claimed, settled as ``out`` (``Send``'s outcome):
+        ``call_ended``; ``finish`` waits for this to return."""
+        try:
+            self.settle(i, outcome(out, by_deadline), getattr(out, "err", None))
+        finally:
+            with send.lock:
+                self._inflight -= 1
+                idle = self._idle if self._inflight == 0 else None
+            if idle is not None:
+                idle.set()
 
     def settle(self, i: int, what: str, err: BaseException | None = None) -> None:
         call = self._calls[i]
@@ -304,6 +320,10 @@ class SendEvent:
             with send.lock:
                 state, deadline = list(send.state), send.why is Why.DEADLINE
                 left = [(i, outcome(state[i], deadline)) for i in self.unclaimed()]
+                if self._inflight:  # another thread is reporting a call's end
+                    self._idle = threading.Event()
+            if self._idle is not None:
+                self._idle.wait()
         for i, what in left:
             self.settle(i, what)
         self.ended = time.time_ns()

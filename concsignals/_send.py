@@ -226,7 +226,7 @@ class Send:
             by_deadline = self.why is Why.DEADLINE
         if report:  # monitor: call ended, with this outcome
             assert watch is not None
-            watch.settled(i, out, by_deadline)
+            watch.settled(self, i, out, by_deadline)
         if closing:
             self._after_close()
         elif settled:
