@@ -2,8 +2,9 @@
 
 Each round times the same inline ``send`` three ways, interleaved: with
 nothing installed (``off``, the fast path), with one no-op monitor installed
-(``monitor``: the general path, with a :class:`~concsignals.monitoring.SendEvent`
-and a ``CallEvent`` per receiver), and with ``ConcsignalsInstrumentor`` on an
+(``monitor``: the monitored inline loop, with a
+:class:`~concsignals.monitoring.SendEvent` and a ``CallEvent`` per receiver),
+and with ``ConcsignalsInstrumentor`` on an
 SDK ``TracerProvider`` whose spans go to a processor that drops them
 (``otel``: a span per send and per call, and the metrics).  Each timer
 installs what it needs before its loop and removes it after, so ``off`` is
