@@ -196,6 +196,22 @@ def test_a_receiver_disconnected_before_its_call_is_skipped(
     assert recorder.outcomes(sig) == ["result", "skipped"]
 
 
+@pytest.mark.parametrize("pooled", [False, True], ids=["own-pool", "executor"])
+def test_submit_is_monitored(recorder: Recorder, pooled: bool) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    sig = Signal()
+    sig.connect(Reply("a"), weak=False)
+    sig.connect(Fail("b"), weak=False)
+    with ThreadPoolExecutor(2) as pool:
+        view = sig.using(pool if pooled else None)
+        result = view.submit(Shop).result(timeout=30)
+    assert [type(v) for _, v in result] == [str, ValueError]
+    (send,), ended = recorder.sends_of(sig)
+    assert ended == [send] and send.robust
+    assert recorder.outcomes(sig) == ["result", "exception"]
+
+
 def test_a_nested_send_is_a_send_of_its_own(recorder: Recorder) -> None:
     outer, inner = Signal(), Signal()
     inner.connect(Reply("inner"), weak=False)
