@@ -20,7 +20,7 @@ from .harness import FULL, QUICK, Settings
 #: What the cases import beside concsignals: the ``bench`` extra.
 EXTRA = 'python -m pip install -e ".[bench]"'
 NEEDED = ("blinker", "psygnal", "pydispatch", "django", "dask", "distributed")
-NEEDED += ("matplotlib",)
+NEEDED += ("matplotlib", "opentelemetry")
 
 DESCRIPTION = f"""\
 Benchmark concsignals side by side with django.dispatch, blinker, psygnal and

@@ -39,6 +39,7 @@ MODULES = (
     "freethreaded",
     "importtime",
     "inline",
+    "monitoring",
     "senders",
     "writes",
 )

@@ -52,6 +52,7 @@ from types import CoroutineType
 from typing import Any, TypeVar
 
 from . import _inline, _pickled, _threads, executors
+from ._carriers import exit_all
 from ._send import Responses, Send, Why, describe
 
 T = TypeVar("T")
@@ -77,6 +78,8 @@ async def call_async(send: Send, i: int) -> None:
     r = send.begin(i)
     if r is None:
         return
+    watch = send.watch
+    entered = None if watch is None else watch.enter(i, r)  # monitor: call began
     try:
         awaitable = r(signal=send.signal, sender=send.sender, **send.named)
         if type(awaitable) is not CoroutineType and not inspect.isawaitable(awaitable):
@@ -85,8 +88,12 @@ async def call_async(send: Send, i: int) -> None:
             )
         value = await awaitable
     except BaseException as err:
+        if entered is not None:
+            exit_all(entered, err)
         send.end(i, err=err)
     else:
+        if entered is not None:
+            exit_all(entered, None)
         send.end(i, value)
 
 

@@ -63,14 +63,16 @@ def hand_off(send: Send, executor: Executor, slots: Sequence[int]) -> Handed:
     handed: Handed = []
     for i in slots:
         blob = blobs.get(i)
-        if blob is None or send.begin(i) is None:
+        if blob is None or (r := send.begin(i)) is None:
             continue
         if isinstance(blob, Exception):
             send.end(i, err=blob)
             continue
+        # monitor: call began (at hand-off); the monitors' carriers go with it
+        extra = () if send.watch is None else (send.watch.hand_off(i, r),)
         try:
             fut = executor.submit(
-                executors.call_pickled, blob, blobs[-1], next(executors.nonces)
+                executors.call_pickled, blob, blobs[-1], next(executors.nonces), *extra
             )
         except Exception as err:  # shut down, broken: this slot's outcome
             send.end(i, err=err)

@@ -13,12 +13,31 @@ import contextvars
 from concurrent.futures import Executor, Future, InvalidStateError
 from typing import Any
 
-from . import _inline, _threads, executors
+from . import _inline, _threads, executors, monitoring
 from ._send import Responses, Send, Why
 
 
 def run(send: Send, executor: Executor | None) -> Responses:
     """Run ``send`` (``executor=None``: inline) and return its results."""
+    if monitoring.installed:  # monitor: send began, send ended
+        return watched(send, executor)
+    return unwatched(send, executor)
+
+
+def watched(send: Send, executor: Executor | None) -> Responses:
+    watch = monitoring.watch(send, executor)
+    if watch is None:  # uninstalled meanwhile
+        return unwatched(send, executor)
+    try:
+        responses = unwatched(send, executor)
+    except BaseException as err:
+        watch.finish(send, err)
+        raise
+    watch.finish(send, None)
+    return responses
+
+
+def unwatched(send: Send, executor: Executor | None) -> Responses:
     if any(e.is_async for e in send.entries):
         from . import _async
 
@@ -38,7 +57,16 @@ async def arun(send: Send, executor: Executor | None) -> Responses:
     """``asend``: run ``send`` on the running loop."""
     from . import _async
 
-    return await _async.run(send, executor)
+    watch = monitoring.watch(send, executor) if monitoring.installed else None
+    if watch is None:
+        return await _async.run(send, executor)
+    try:  # monitor: send began, send ended
+        responses = await _async.run(send, executor)
+    except BaseException as err:
+        watch.finish(send, err)
+        raise
+    watch.finish(send, None)
+    return responses
 
 
 # -- submit -------------------------------------------------------------------
@@ -96,12 +124,18 @@ def coordinate(send: Send, executor: Executor | None, outer: Future[Responses]) 
 def start_gathered(send: Send, executor: Executor, outer: Future[Responses]) -> None:
     """Submit every call; the last one to settle resolves ``outer``."""
 
+    watch = monitoring.watch(send, executor) if monitoring.installed else None
+
     def resolve() -> None:
         try:
             responses = send.assemble()
         except BaseException as err:
+            if watch is not None:  # monitor: send ended
+                watch.finish(send, err)
             settle(outer, None, err)
         else:
+            if watch is not None:  # monitor: send ended
+                watch.finish(send, None)
             settle(outer, responses, None)
 
     send.on_settled = resolve

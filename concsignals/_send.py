@@ -22,7 +22,8 @@ Life of one call (slot ``i``, one per entry, in connection order)::
   robust; a ``BaseException`` that is not an ``Exception`` closes any send.
 * :meth:`Send.close` (a failure, the deadline, cancellation, the sender's own
   ``BaseException``) turns every slot not begun into ``CLOSED``: from then on
-  no call of the send begins.  Monitors hook on ``begin`` and ``end``.
+  no call of the send begins.  Monitors (``send.watch``) hear of a call's
+  end in :meth:`Send.end`; see ``concsignals/monitoring.py``.
 * :meth:`Send.assemble` turns the outcomes into the results, in connection
   order, or the exception ``send`` raises: the earliest failed or timed-out
   slot, with the others as notes.  A ``BaseException`` that is not an
@@ -55,6 +56,7 @@ from ._snapshot import Entry, Receiver
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
+    from ._monitor_events import SendEvent
     from ._signal import Signal
 
 Responses = list[tuple[Receiver, Any]]
@@ -126,6 +128,7 @@ class Send:
         "state",
         "timeout",
         "unsettled",
+        "watch",
         "why",
     )
 
@@ -157,6 +160,8 @@ class Send:
         self.futures: list[Future[Any]] = []
         self.on_settled: Callable[[], None] | None = None
         self.on_close: Callable[[], None] | None = None
+        #: monitor: the send's ``monitoring.SendEvent`` while monitors watch.
+        self.watch: SendEvent | None = None
 
     @property
     def closed(self) -> bool:
@@ -192,7 +197,10 @@ class Send:
     def end(self, i: int, value: Any = None, err: BaseException | None = None) -> None:
         """Call ``i`` returned ``value`` or raised ``err``."""
         late = self.deadline is not None and monotonic() > self.deadline
-        closing = settled = False
+        watch = self.watch
+        if watch is not None:  # monitor: the call's clock stops
+            watch.stop(i, value, err)
+        closing = settled = report = False
         with self.lock:
             if self.state[i] is not RUNNING:
                 return
@@ -214,6 +222,11 @@ class Send:
             elif type(out) is not tuple and not self.robust and self.why is None:
                 closing = self._close_locked(Why.DEADLINE if late else Why.FAILURE)
             settled = self.unsettled == 0
+            report = watch is not None and watch.claim(i)
+            by_deadline = self.why is Why.DEADLINE
+        if report:  # monitor: call ended, with this outcome
+            assert watch is not None
+            watch.settled(self, i, out, by_deadline)
         if closing:
             self._after_close()
         elif settled:

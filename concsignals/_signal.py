@@ -39,7 +39,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import Executor, Future
 from typing import Any, ClassVar, TypeVar
 
-from . import _fork, _inline, _registry, _run
+from . import _fork, _inline, _registry, _run, monitoring
 from ._callables import is_async_receiver
 from ._send import Send
 from ._snapshot import Entry, Receiver, Snapshot, empty, receiver_getter
@@ -47,6 +47,18 @@ from ._view import SignalView
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
+
+#: monitor: a copy of ``monitoring.installed`` for the fast path of ``send``
+#: (one global read costs less than a module attribute).
+_monitored = False
+
+
+def _switch_monitoring(on: bool) -> None:
+    global _monitored
+    _monitored = on
+
+
+monitoring.on_switch(_switch_monitoring)  # monitor: keeps _monitored current
 Responses = list[tuple[Receiver, Any]]
 
 
@@ -208,7 +220,7 @@ class Signal:
             if entries is None:
                 return self._send_general(snap, sender, named)
             return []
-        if self._executor is not None:
+        if self._executor is not None or _monitored:  # monitor: off the fast path
             return self._send_general(snap, sender, named)
         # The hot loop.  entry.get() is the disconnect-and-liveness check and
         # runs immediately before each call (see _snapshot.py).
@@ -230,6 +242,8 @@ class Signal:
             return []
         if self._executor is not None or snap.has_async:
             return _run.run(Send(self, entries, sender, named), self._executor)
+        if _monitored:  # monitor: the inline loop, reporting as it goes
+            return _inline.send_watched(self, entries, sender, named, False)
         responses = _inline.call_inline(self, entries, sender, named)
         if len(responses) != len(entries):
             self._collect_dead()
@@ -247,6 +261,8 @@ class Signal:
         if not entries:
             return []
         if self._executor is None and not any(e.is_async for e in entries):
+            if _monitored:  # monitor: the inline loop, reporting as it goes
+                return _inline.send_watched(self, entries, sender, named, True)
             return _inline.call_robust(self, entries, sender, named)
         return _run.run(Send(self, entries, sender, named, None, True), self._executor)
 

@@ -87,6 +87,8 @@ import weakref
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
+from . import _carriers
+
 __all__ = [
     "SignalRef",
     "call_pickled",
@@ -310,10 +312,26 @@ def _locate(signal: object) -> tuple[str | None, str | None]:
 nonces = itertools.count()
 
 
-def call_pickled(receiver_blob: bytes, args_blob: bytes, nonce: int) -> Any:
-    """Run one pickled receiver call; this is what a worker process executes."""
+def call_pickled(
+    receiver_blob: bytes, args_blob: bytes, nonce: int, carriers: tuple[bytes, ...] = ()
+) -> Any:
+    """Run one pickled receiver call; this is what a worker process executes.
+
+    ``carriers``: the pickled context managers the monitors sent with the
+    call (see ``concsignals.monitoring``), entered around it here; one that
+    fails is logged, never raised.
+    """
     receiver = pickle.loads(receiver_blob)
     signal, sender, named = pickle.loads(args_blob)
+    if carriers:  # monitor: the monitors' carriers, entered in the worker
+        entered = _carriers.enter_all(_carriers.unpickle_all(carriers))
+        try:
+            value = receiver(signal=signal, sender=sender, **named)
+        except BaseException as err:
+            _carriers.exit_all(entered, err)
+            raise
+        _carriers.exit_all(entered, None)
+        return value
     return receiver(signal=signal, sender=sender, **named)
 
 

@@ -1,0 +1,381 @@
+"""The monitoring API (issue 15): what monitors see, on every backend; monitors
+that raise; slow-receiver warnings; nothing left installed."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from concsignals import Signal, _monitor_events, monitoring
+from tests.backends import Backend
+from tests.receivers import Fail, Reply, Shop, WaitForFile
+
+
+class Recorder:
+    """A monitor that keeps every event it sees (from any thread)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.sends: list[monitoring.SendEvent] = []
+        self.ended: list[monitoring.SendEvent] = []
+        self.began: list[monitoring.CallEvent] = []
+        self.calls: list[monitoring.CallEvent] = []
+        #: id(call): the thread call_ended ran on.
+        self.ended_on: dict[int, str] = {}
+
+    def send_began(self, send: monitoring.SendEvent) -> None:
+        with self.lock:
+            self.sends.append(send)
+
+    def call_began(self, call: monitoring.CallEvent) -> None:
+        with self.lock:
+            self.began.append(call)
+
+    def call_ended(self, call: monitoring.CallEvent) -> None:
+        assert call.outcome is not None
+        with self.lock:
+            assert call not in self.calls, "two outcomes for one slot"
+            self.calls.append(call)
+            self.ended_on[id(call)] = threading.current_thread().name
+
+    def send_ended(self, send: monitoring.SendEvent) -> None:
+        with self.lock:
+            self.ended.append(send)
+
+    def outcomes(self, signal: Signal | None = None) -> list[str | None]:
+        return [c.outcome for c in sorted(self.of(signal), key=lambda c: c.index)]
+
+    def of(self, signal: Signal | None) -> list[monitoring.CallEvent]:
+        """The ended calls of sends of ``signal`` (``None``: all); the nested
+        backend's relay sends through a signal of its own."""
+        return [c for c in self.calls if signal is None or c.send.signal is signal]
+
+    def sends_of(self, signal: Signal) -> tuple[list[Any], list[Any]]:
+        """The began and the ended sends of ``signal``."""
+        return (
+            [s for s in self.sends if s.signal is signal],
+            [s for s in self.ended if s.signal is signal],
+        )
+
+
+class Broken:
+    """A monitor that raises everywhere."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("send_began", "call_began", "carrier", "call_ended", "send_ended"):
+
+            def fail(event: object) -> None:
+                raise RuntimeError(f"broken monitor in {name}")
+
+            return fail
+        raise AttributeError(name)
+
+
+@pytest.fixture
+def executor(backend: Backend, request: pytest.FixtureRequest) -> Any:
+    return backend.make(request, 4)
+
+
+@pytest.fixture
+def recorder() -> Iterator[Recorder]:
+    rec = Recorder()
+    monitoring.install(rec)
+    try:
+        yield rec
+    finally:
+        monitoring.uninstall(rec)
+    assert not monitoring.installed
+
+
+def robust(backend: Backend, sig: Signal, executor: Any, **kw: Any) -> Any:
+    timeout = kw.pop("timeout", None)
+    return backend.send_robust(sig, executor, timeout, Shop, kw)
+
+
+def test_a_monitor_sees_the_send_and_every_call(
+    backend: Backend, executor: Any, recorder: Recorder
+) -> None:
+    sig = Signal()
+    a, b = Reply("a"), Fail("b")
+    sig.connect(a)
+    sig.connect(b)
+    result = robust(backend, sig, executor, n=1)
+    assert [r for r, _ in result] == [a, b]
+    assert result[0][1] == "a" and isinstance(result[1][1], ValueError)
+    (send,), ended = recorder.sends_of(sig)
+    assert ended == [send]
+    assert send.signal is sig and send.sender is Shop and send.robust
+    assert send.receivers == (a, b) and send.executor is executor
+    assert recorder.outcomes(sig) == ["result", "exception"]
+    ok, failed = sorted(recorder.of(sig), key=lambda c: c.index)
+    assert ok.result == "a" and isinstance(failed.error, ValueError)
+    assert len([c for c in recorder.began if c.send is send]) == 2
+    for call in (ok, failed):
+        assert call.began is not None and call.ended is not None
+        assert send.began <= call.began <= call.ended <= (send.ended or 0)
+        assert call.duration is not None and call.duration >= 0
+        if backend.shares_memory:
+            assert call.thread is not None and call.process is not None
+            # Reported as the call ended (Send.end), on its own thread.
+            assert recorder.ended_on[id(call)] == call.thread
+        else:
+            assert call.thread is None and call.process is None
+
+
+def test_the_plain_fast_send_is_monitored(recorder: Recorder) -> None:
+    sig = Signal()
+    sig.connect(Reply("a"), weak=False)
+    assert [v for _, v in sig.send(Shop)] == ["a"]
+    assert recorder.outcomes() == ["result"]
+    assert recorder.calls[0].thread == threading.current_thread().name
+
+
+def test_a_failure_in_send_leaves_later_calls_not_begun(
+    backend: Backend, executor: Any, recorder: Recorder
+) -> None:
+    sig = Signal()
+    sig.connect(Fail("first"), weak=False)
+    sig.connect(Reply("later", delay=0.3 if backend.parallel else 0.0), weak=False)
+    with pytest.raises(ValueError, match="first"):
+        backend.send(sig, executor, None, Shop, {})
+    _, ended = recorder.sends_of(sig)
+    assert ended and isinstance(ended[0].error, ValueError)
+    first, later = recorder.outcomes(sig)
+    assert first == "exception"
+    if backend.parallel:
+        assert later in ("result", "not begun")
+    else:
+        assert later == "not begun"
+
+
+def test_a_failure_in_a_plain_send_leaves_later_calls_not_begun(
+    recorder: Recorder,
+) -> None:
+    sig = Signal()
+    sig.connect(Reply("before"), weak=False)
+    sig.connect(Fail("first"), weak=False)
+    sig.connect(Reply("later"), weak=False)
+    with pytest.raises(ValueError, match="first"):
+        sig.send(Shop)  # the inline loop, not a Send
+    assert recorder.outcomes(sig) == ["result", "exception", "not begun"]
+    assert isinstance(recorder.ended[0].error, ValueError)
+
+
+@pytest.mark.timeout(30)
+def test_a_call_past_the_deadline_is_timed_out(
+    backend: Backend, executor: Any, recorder: Recorder, tmp_path: Path
+) -> None:
+    sig = Signal()
+    sig.connect(WaitForFile("slow", str(tmp_path / "go"), max_wait=0.6), weak=False)
+    result = robust(backend, sig, executor, timeout=0.1)
+    (tmp_path / "go").touch()
+    assert isinstance(result[0][1], TimeoutError)
+    assert recorder.outcomes(sig) == ["timed out"]
+
+
+def test_a_receiver_disconnected_before_its_call_is_skipped(
+    backend: Backend, executor: Any, recorder: Recorder
+) -> None:
+    if backend.parallel or not backend.shares_memory:
+        pytest.skip("needs calls one after another in this process")
+    sig = Signal()
+    later = Reply("later")
+
+    def first(**kw: Any) -> str:
+        sig.disconnect(later)
+        return "first"
+
+    sig.connect(first)
+    sig.connect(later)
+    assert [v for _, v in robust(backend, sig, executor)] == ["first"]
+    assert recorder.outcomes(sig) == ["result", "skipped"]
+
+
+@pytest.mark.parametrize("pooled", [False, True], ids=["own-pool", "executor"])
+def test_submit_is_monitored(recorder: Recorder, pooled: bool) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    sig = Signal()
+    sig.connect(Reply("a"), weak=False)
+    sig.connect(Fail("b"), weak=False)
+    with ThreadPoolExecutor(2) as pool:
+        view = sig.using(pool if pooled else None)
+        result = view.submit(Shop).result(timeout=30)
+    assert [type(v) for _, v in result] == [str, ValueError]
+    (send,), ended = recorder.sends_of(sig)
+    assert ended == [send] and send.robust
+    assert recorder.outcomes(sig) == ["result", "exception"]
+
+
+def test_a_nested_send_is_a_send_of_its_own(recorder: Recorder) -> None:
+    outer, inner = Signal(), Signal()
+    inner.connect(Reply("inner"), weak=False)
+
+    def relay(**kw: Any) -> Any:
+        return inner.send(Shop)
+
+    outer.connect(relay)
+    outer.send(Shop)
+    assert [s.signal for s in recorder.sends] == [outer, inner]
+    assert [s.signal for s in recorder.ended] == [inner, outer]
+    assert sorted(c.outcome or "" for c in recorder.calls) == ["result", "result"]
+
+
+def test_a_monitor_that_raises_never_breaks_a_send(
+    backend: Backend,
+    executor: Any,
+    recorder: Recorder,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sig = Signal()
+    a, b = Reply("a"), Fail("b")
+    sig.connect(a)
+    sig.connect(b)
+    expected = robust(backend, sig, executor)
+    broken = Broken()
+    monitoring.install(broken)
+    try:
+        with caplog.at_level(logging.ERROR, logger="concsignals"):
+            for _ in range(2):
+                result = robust(backend, sig, executor)
+                assert [(r, type(v)) for r, v in result] == [
+                    (r, type(v)) for r, v in expected
+                ]
+                assert result[0][1] == "a"
+    finally:
+        monitoring.uninstall(broken)
+    logged = [r for r in caplog.records if "Monitor" in r.getMessage()]
+    assert len(logged) == 1, "a broken monitor's error is logged once"
+    assert "broken monitor" in logged[0].getMessage()
+    # The other monitor saw every send, the broken one notwithstanding.
+    assert len(recorder.sends_of(sig)[1]) == 3
+    assert recorder.outcomes(sig).count("exception") == 3
+
+
+def test_slow_call_warnings_name_receiver_signal_duration_executor(
+    backend: Backend, executor: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    sig, quiet = Signal(), Signal()
+    slow = Reply("slow", delay=0.05)
+    sig.connect(slow)
+    quiet.connect(slow)
+    monitoring.slow_call_threshold(0.04)
+    monitoring.slow_call_threshold(None, signal=quiet)
+    try:
+        with caplog.at_level(logging.WARNING, logger="concsignals"):
+            robust(backend, sig, executor)
+            robust(backend, quiet, executor)
+    finally:
+        monitoring.slow_call_threshold(None)
+        monitoring.slow_call_threshold(None, signal=quiet)
+    assert not monitoring.installed
+    warned = [  # (the nested backend's relay is slow too)
+        r
+        for r in caplog.records
+        if r.levelno == logging.WARNING and "relay" not in r.getMessage()
+    ]
+    assert len(warned) == 1
+    text = warned[0].getMessage()
+    assert "Reply" in text and repr(sig) in text and "threshold 0.040 s" in text
+    where = "inline" if executor is None else repr(executor)
+    assert where in text
+
+
+def test_a_per_signal_threshold_without_a_global_one(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sig, other = Signal(), Signal()
+    sig.connect(Reply("a"), weak=False)
+    other.connect(Reply("b"), weak=False)
+    monitoring.slow_call_threshold(0.0, signal=sig)
+    try:
+        with caplog.at_level(logging.WARNING, logger="concsignals"):
+            sig.send(Shop)
+            other.send(Shop)
+    finally:
+        monitoring.slow_call_threshold(None, signal=sig)
+    assert [repr(sig) in r.getMessage() for r in caplog.records] == [True]
+
+
+#: Module-level, so SignalRef names it ``tests.test_monitoring.order_shipped``.
+order_shipped = Signal()
+
+
+def test_a_slow_warning_names_a_module_level_signal_by_its_path(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    order_shipped.connect(Reply("a"), weak=False)
+    monitoring.slow_call_threshold(0.0, signal=order_shipped)
+    try:
+        with caplog.at_level(logging.WARNING, logger="concsignals"):
+            order_shipped.send(Shop)
+    finally:
+        monitoring.slow_call_threshold(None, signal=order_shipped)
+        for r in order_shipped.receivers:
+            order_shipped.disconnect(r)
+    (record,) = caplog.records
+    assert " of tests.test_monitoring.order_shipped: " in record.getMessage()
+
+
+class SendsOnly(monitoring.Monitor):
+    """Implements the send hooks; the call hooks are Monitor's own no-ops."""
+
+    def __init__(self) -> None:
+        self.ended: list[monitoring.SendEvent] = []
+
+    def send_ended(self, send: monitoring.SendEvent) -> None:
+        self.ended.append(send)
+
+
+def test_a_monitor_without_call_hooks_gets_no_call_events(
+    backend: Backend, executor: Any
+) -> None:
+    sig = Signal()
+    sig.connect(Reply("a"), weak=False)
+    sig.connect(Fail("b"), weak=False)
+    mon = SendsOnly()
+    made: list[object] = []
+    real = _monitor_events.CallEvent
+
+    def counted(*args: Any) -> Any:
+        made.append(args)
+        return real(*args)
+
+    monitoring.install(mon)
+    _monitor_events.CallEvent = counted  # type: ignore[assignment,misc]
+    try:
+        result = robust(backend, sig, executor)
+    finally:
+        _monitor_events.CallEvent = real  # type: ignore[misc]
+        monitoring.uninstall(mon)
+    assert [type(v) for _, v in result] == [str, ValueError]
+    assert [s for s in mon.ended if s.signal is sig]
+    assert made == []  # no CallEvent was made
+
+
+def test_bad_thresholds_are_refused() -> None:
+    with pytest.raises(ValueError, match="threshold"):
+        monitoring.slow_call_threshold(-1.0)
+
+
+def test_uninstalling_leaves_nothing_on(recorder: Recorder) -> None:
+    from concsignals import _signal
+
+    sig = Signal()
+    sig.connect(Reply("a"), weak=False)
+    assert _signal._monitored  # the fast path's own copy of `installed`
+    sig.send(Shop)
+    assert monitoring.uninstall(recorder)
+    assert not _signal._monitored
+    assert not monitoring.uninstall(recorder)
+    assert monitoring.monitors() == () and not monitoring.installed
+    sig.send(Shop)
+    assert len(recorder.sends) == 1
+    monitoring.install(recorder)  # the fixture uninstalls it again
+    monitoring.install(recorder)
+    assert monitoring.monitors() == (recorder,)
