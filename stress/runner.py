@@ -37,6 +37,8 @@ class Options:
     executor: str = "inline"
     deadlock_after: float = 10.0
     max_ops: int = 5_000_000
+    #: Judge memory growth (``--no-memory`` turns it off, and says so).
+    memory: bool = True
     progress: IO[str] | None = None
     dump_to: IO[str] | None = None
 
@@ -175,7 +177,7 @@ def run_scenario(
         return out
     run = Run(scenario.name, factory, opts)
     # A process pool's pipes and pickling buffers swamp the signal's memory.
-    judged = scenario.memory and opts.executor != "processes"
+    judged = scenario.memory and opts.memory and opts.executor != "processes"
     sampler = MemorySampler(seconds) if judged else None
     old_interval = sys.getswitchinterval()
     # Probes raise on purpose; send_robust would log every one of them.

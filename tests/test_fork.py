@@ -15,6 +15,7 @@ import os
 import pickle
 import select
 import signal as signals
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -242,6 +243,13 @@ def churning(switch_often: None) -> Iterator[Signal]:
             thread.join(10)
 
 
+@pytest.mark.skipif(
+    not getattr(sys, "_is_gil_enabled", lambda: True)(),
+    reason="free-threaded CPython 3.13 forks without releasing the per-object "
+    "locks other threads hold: a child forked while a writer thread was inside "
+    "a dict operation (sys.modules.get, the registry's index) hangs on that "
+    "dict; seen in gdb in 2 of 3 runs here.  The GIL builds run this test",
+)
 def test_children_forked_while_threads_connect_and_disconnect_can_write(
     churning: Signal,
 ) -> None:
