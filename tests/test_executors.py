@@ -728,3 +728,30 @@ def test_submit_at_interpreter_exit_runs_the_send_in_the_callers_thread() -> Non
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "done: True late"
+
+
+# -- a broken process pool ------------------------------------------------------
+
+
+@pytest.mark.timeout(90)
+def test_a_broken_process_pool_lands_in_every_slot_each_its_own_exception() -> None:
+    """A worker that dies breaks the pool: CPython sets one BrokenProcessPool
+    instance on every pending future.  send_robust puts it in each affected
+    slot, each slot its own instance, and raises nothing."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    from tests.receivers import Die
+
+    sig = Signal()
+    receivers = [Die(), Reply("a"), Reply("b")]
+    for r in receivers:
+        sig.connect(r)
+    ctx = multiprocessing.get_context("forkserver")
+    with ProcessPoolExecutor(1, mp_context=ctx) as pool:
+        result = sig.using(pool).send_robust(Shop)
+    assert [r for r, _ in result] == receivers
+    errors = [err for _, err in result]
+    assert all(isinstance(err, BrokenProcessPool) for err in errors), errors
+    assert len({id(err) for err in errors}) == len(errors)

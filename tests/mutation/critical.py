@@ -1,0 +1,144 @@
+"""The critical mutants: one per promise of the contract (docs/guarantees.md).
+
+Each replaces one exact piece of source by a version that breaks one promise
+and names the tests that must then fail.  CI runs them all
+(``python -m tests.mutation``); a mutant that survives fails CI, and so does
+one whose anchor no longer matches the code exactly once.
+"""
+
+from __future__ import annotations
+
+from tests.mutation.runner import Mutant
+
+MUTANTS: list[Mutant] = [
+    Mutant(
+        name="disconnect-check",
+        promise="2. a receiver disconnected before its call begins is not called",
+        file="concsignals/_registry.py",
+        old="        entry.get = DEAD\n        entry.hold = None\n        if bucket:\n",
+        new="        entry.hold = None\n        if bucket:\n",
+        tests=("tests/test_signal.py", "tests/test_threads.py"),
+    ),
+    Mutant(
+        name="begin-gate",
+        promise="8. once a send is closed, no call of it begins",
+        file="concsignals/_send.py",
+        old="            if self.state[i] is not NOT_BEGUN:\n",
+        new="            if self.state[i] is not NOT_BEGUN and self.state[i] is not CLOSED:\n",
+        tests=("tests/test_gate.py",),
+    ),
+    Mutant(
+        name="deadline-at-the-gate",
+        promise="8. no call begins after the send's deadline",
+        file="concsignals/_send.py",
+        old="            if self.deadline is not None and monotonic() >= self.deadline:\n",
+        new="            if False:\n",
+        tests=("tests/test_gate.py", "tests/test_behaviour.py"),
+    ),
+    Mutant(
+        name="deadline-overrun",
+        promise="4. a call that overruns the deadline times the send out",
+        file="concsignals/_send.py",
+        old="        late = self.deadline is not None and monotonic() > self.deadline\n",
+        new="        late = False\n",
+        tests=("tests/test_behaviour.py",),
+    ),
+    Mutant(
+        name="earliest-failure",
+        promise="4. send raises the failure of the earliest slot in connection order",
+        file="concsignals/_send.py",
+        old="            raise _with_notes(failures[0][1], failures)\n",
+        new="            raise _with_notes(failures[-1][1], failures)\n",
+        tests=("tests/test_behaviour.py",),
+    ),
+    Mutant(
+        name="own-exception-per-slot",
+        promise="4. each slot gets its own exception instance",
+        file="concsignals/_send.py",
+        old="        if id(err) in seen:  # one executor failure shared by several slots\n",
+        new="        if False:\n",
+        tests=("tests/test_executors.py",),
+    ),
+    Mutant(
+        name="executor-failure-in-slot",
+        promise="4. send_robust never raises an executor's failure: it lands in the slot",
+        file="concsignals/_threads.py",
+        old="            except Exception as err:  # shut down, broken: this slot's outcome\n",
+        new="            except ZeroDivisionError as err:\n",
+        tests=("tests/test_behaviour.py",),
+    ),
+    Mutant(
+        name="connection-order",
+        promise="3. a sender's own receivers and the any-sender ones run in connection order",
+        file="concsignals/_snapshot.py",
+        old="        while i < n and anyone[i].seq < seq:\n",
+        new="        while i < n and anyone[i].seq > seq:\n",
+        tests=("tests/test_signal.py",),
+    ),
+    Mutant(
+        name="sender-identity",
+        promise="6. receivers for a sender never reach an object reusing its id()",
+        file="concsignals/_snapshot.py",
+        old="    if got is sender:\n        return got is not None\n",
+        new="    if True:\n        return True\n",
+        tests=("tests/test_signal.py", "tests/test_lifetimes.py"),
+    ),
+    Mutant(
+        name="publish-check",
+        promise="1/5. a write made by a finalizer in the middle of a write is not lost",
+        file="concsignals/_registry.py",
+        old=(
+            "            anyone=None if sender is None else base._anyone,\n"
+            "        )\n"
+            "        if signal._snapshot is not base:\n"
+            "            continue\n"
+        ),
+        new=(
+            "            anyone=None if sender is None else base._anyone,\n        )\n"
+        ),
+        tests=("tests/test_signal.py",),
+    ),
+    Mutant(
+        name="finalizers-outside-the-lock",
+        promise="5. a strong receiver is dropped after the writer lock is released",
+        file="concsignals/_signal.py",
+        old="                found = _registry.disconnect_locked(self, key, resolved, released)\n",
+        new=(
+            "                found = _registry.disconnect_locked(self, key, resolved, released)\n"
+            "                released.clear()\n"
+        ),
+        tests=("tests/test_signal.py", "tests/test_lifetimes.py"),
+    ),
+    Mutant(
+        name="cancel-closes-submit",
+        promise="8. cancelling a submit() Future stops the calls not yet begun",
+        file="concsignals/_run.py",
+        old="lambda f: send.close(Why.CANCELLED) if f.cancelled() else None",
+        new="lambda f: None",
+        tests=("tests/test_gate.py", "tests/test_executors.py"),
+    ),
+    Mutant(
+        name="nested-send-detection",
+        promise="5. a nested send through a saturated pool finishes",
+        file="concsignals/executors.py",
+        old="    return any(pool is executor for pool in on_pools.get())\n",
+        new="    return False\n",
+        tests=("tests/test_executors.py",),
+    ),
+    Mutant(
+        name="fork-reinitialises-locks",
+        promise="9. after fork() every signal can be written to in the child",
+        file="concsignals/_fork.py",
+        old="            signal._lock = threading.RLock()\n",
+        new="            pass\n",
+        tests=("tests/test_fork.py",),
+    ),
+    Mutant(
+        name="fork-drops-owned-pool",
+        promise="9. after fork() submit() works in the child",
+        file="concsignals/executors.py",
+        old="    _owned_lock = threading.Lock()\n    _owned = None\n",
+        new="    _owned_lock = threading.Lock()\n",
+        tests=("tests/test_fork.py",),
+    ),
+]
