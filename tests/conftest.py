@@ -95,6 +95,11 @@ THREAD_UNSAFE_TESTS = {
     "test_robust_deadline_puts_timeout_errors_in_unfinished_slots": "the "
     "copies share the test's 4-worker pool: their stuck receivers fill it, "
     "so a copy's last receiver cannot begin before its deadline",
+    "test_the_earliest_slot_decides_with_a_deadline_and_a_failure": "the "
+    "copies share the test's 4-worker pool and its deadline: on 2 cores the "
+    "other copies' calls can hold a copy's receivers past it",
+    "test_a_call_that_overruns_the_deadline_times_the_send_out": "the copies "
+    "share the test's pool and deadline, as above",
     "test_a_write_by_the_garbage_collector_during_a_write_is_not_lost": "it "
     "sets the collector's thresholds and callbacks, which are process-wide",
 }
