@@ -108,7 +108,8 @@ def main(argv: list[str]) -> int:
     if unknown:
         print(f"unknown case(s): {', '.join(unknown)}; see --list", file=sys.stderr)
         return 2
-    missing = missing_modules()
+    standalone = args.case and all(CASES[n].standalone for n in args.case)
+    missing = [] if standalone else missing_modules()
     if missing:
         print(
             f"python -m benchmarks: needs the bench extra ({', '.join(missing)} "

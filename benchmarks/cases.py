@@ -25,6 +25,9 @@ class Case:
     run: Callable[[Settings], CaseResult]
     #: For timing cases: the groups a worker process measures.
     groups: GroupBuilder | None = None
+    #: Needs nothing but concsignals (no peer, no plot): runs without the
+    #: bench extra, e.g. on a free-threaded build where it does not install.
+    standalone: bool = False
 
 
 CASES: dict[str, Case] = {}

@@ -126,5 +126,6 @@ CASE = register(
         "freethreaded",
         "7. Free-threaded Python: CPU-bound receivers on threads vs processes",
         run,
+        standalone=True,
     )
 )
