@@ -3,6 +3,7 @@ that raise; slow-receiver warnings; nothing left installed."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ import pytest
 from concsignals import Signal, _monitor_events, monitoring
 from tests.backends import Backend
 from tests.receivers import Fail, Reply, Shop, WaitForFile
+from tests.test_signal import new_object_reusing_id
 
 
 class Recorder:
@@ -255,6 +257,53 @@ def test_a_monitor_that_raises_never_breaks_a_send(
     # The other monitor saw every send, the broken one notwithstanding.
     assert len(recorder.sends_of(sig)[1]) == 3
     assert recorder.outcomes(sig).count("exception") == 3
+
+
+class CountMonitorErrors(logging.Handler):
+    """Counts the monitor errors logged, keeping no record (a record keeps
+    its monitor alive through its arguments and traceback)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += "Monitor" in record.getMessage()
+
+
+def test_a_broken_monitor_at_a_dead_ones_address_is_logged_too() -> None:
+    """Once per monitor is by identity: a monitor made where a logged one
+    was freed (the same ``id()``) is another monitor, and its error is
+    logged."""
+    sig = Signal()
+    reply = Reply("a")
+    sig.connect(reply)
+    logger = logging.getLogger("concsignals")
+    counter = CountMonitorErrors()
+
+    def fail_with(monitor: object) -> int:
+        before = counter.count
+        monitoring.install(monitor)
+        try:
+            assert [v for _, v in sig.send(sender=Shop)] == ["a"]
+        finally:
+            monitoring.uninstall(monitor)
+        return counter.count - before
+
+    logger.addHandler(counter)
+    logger.propagate = False  # pytest's handlers would keep the records
+    try:
+        first = Broken()
+        assert fail_with(first) == 1
+        address = id(first)
+        del first
+        gc.collect()
+        second = new_object_reusing_id(Broken, address)
+        assert fail_with(second) == 1, "the new monitor's error was not logged"
+        assert fail_with(second) == 0, "the same monitor is logged once"
+    finally:
+        logger.propagate = True
+        logger.removeHandler(counter)
 
 
 def test_slow_call_warnings_name_receiver_signal_duration_executor(
