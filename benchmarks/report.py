@@ -205,7 +205,7 @@ def render_markdown(
         "",
     ]
     lines += [f"- {line}" for r in results for line in r.summary]
-    lines += [f"- {WRITES_TODAY}", "", "## Targets", ""]
+    lines += ["", "## Targets", ""]
     rows = [
         [r.name, t.text, t.measured, f"**{t.verdict}**"]
         for r in results
@@ -228,20 +228,6 @@ def render_markdown(
     lines += [f"- {note}" for note in footnotes]
     return "\n".join(lines) + "\n"
 
-
-#: What writes cost, from issue 12's measurements, until the write-scaling work
-#: lands with a case of its own; then drop this paragraph.
-WRITES_TODAY = (
-    "**Writes are not at the floor yet.** Every connect and disconnect copies "
-    "the signal's registry, so a write costs more the more receivers are "
-    "connected. Issue 12 measured (one process, thread CPU time, this machine, "
-    "not this run): one any-sender connect + disconnect takes about 225 µs with "
-    "1,000 receivers connected and 3.5-4.5 ms with 20,000 (blinker: about 3 µs "
-    "for both); connecting 50,000 receivers one by one takes 92 s (Django 94 s, "
-    "blinker 0.3 s). Connect at start-up and send often, and this does not "
-    "matter; connect per request or per object, and it does. Case 3 measures "
-    "writes beside 0 to 1,000 other receivers."
-)
 
 HOW = """\
 The harness is in `benchmarks/harness.py`. It is an in-process harness in
