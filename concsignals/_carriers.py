@@ -17,15 +17,11 @@ step, so two threads that fail at once log once); nothing else runs under it.
 
 from __future__ import annotations
 
-import logging
-import pickle
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from typing import Any
-
-logger = logging.getLogger("concsignals")
 
 #: ``(owner, context manager)``: the owner is named if the manager fails.
 Managed = list[tuple[object, Any]]
@@ -64,7 +60,9 @@ def report(owner: object, what: str, err: Exception, key: object = None) -> None
     same one, ``owner`` unless given)."""
     if not _first_failure(owner if key is None else key):
         return
-    logger.error(
+    import logging  # only when a monitor failed: keeps ``import concsignals`` light
+
+    logging.getLogger("concsignals").error(
         "Monitor %r failed in %s (%s); its later failures are not logged",
         owner,
         what,
@@ -107,6 +105,8 @@ def unpickle_all(blobs: Sequence[bytes]) -> Managed:
     """In a worker: the carriers that came with a call.  One that cannot be
     unpickled here (its package is not installed in the worker, say) is
     skipped: the call runs anyway."""
+    import pickle
+
     managers: Managed = []
     for blob in blobs:
         try:

@@ -29,7 +29,6 @@ monitor is called while any lock is held.
 from __future__ import annotations
 
 import os
-import pickle
 import threading
 import time
 from collections.abc import Sequence
@@ -237,6 +236,8 @@ class SendEvent:
         notify(self.hooks.call_began, call)
         if not self.hooks.carrier:
             return ()
+        import pickle  # here: only a send out of process pickles carriers
+
         blobs: list[bytes] = []
         for m, carrier in _returned(self.hooks.carrier, call):
             try:

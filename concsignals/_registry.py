@@ -46,7 +46,7 @@ snapshot, which holds none of the entries being marked, so nothing is lost.
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from ._snapshot import (
     DEAD,
@@ -280,16 +280,20 @@ def disconnect_locked(
 # -- every connection at once (Django's ``receivers``) -------------------------
 
 
-class Connection(NamedTuple):
+class Connection:
     """One connection as :func:`connections` lists it and :func:`replace_locked`
-    publishes it."""
+    publishes it.  (A plain class: a ``NamedTuple`` costs ``import
+    concsignals`` a millisecond.)"""
 
-    #: Its lookup key (see :func:`lookup_key`); ``key[-1]`` is the sender's
-    #: identity, ``None`` for any sender.
-    key: Any
-    #: Its ``dispatch_uid``, or ``None``.
-    uid: object
-    entry: Entry
+    __slots__ = ("entry", "key", "uid")
+
+    def __init__(self, key: Any, uid: object, entry: Entry) -> None:
+        #: Its lookup key (see :func:`lookup_key`); ``key[-1]`` is the
+        #: sender's identity, ``None`` for any sender.
+        self.key = key
+        #: Its ``dispatch_uid``, or ``None``.
+        self.uid = uid
+        self.entry = entry
 
 
 def connections(snap: Snapshot) -> list[Connection]:
@@ -323,18 +327,31 @@ def _entry_seq(c: Connection) -> int:
     return c.entry.seq
 
 
-class Wanted(NamedTuple):
+class Wanted:
     """One connection :func:`replace_locked` is to publish, made outside the
     lock (getters made, ``dispatch_uid`` compared: see :func:`distinct`)."""
 
-    key: Any
-    uid: object
-    get: Getter
-    sender_get: Getter | None
-    hold: object
-    is_async: bool
-    #: The entry it was read from (:func:`connections`), kept if still current.
-    origin: Entry | None
+    __slots__ = ("get", "hold", "is_async", "key", "origin", "sender_get", "uid")
+
+    def __init__(
+        self,
+        key: Any,
+        uid: object,
+        get: Getter,
+        sender_get: Getter | None,
+        hold: object,
+        is_async: bool,
+        origin: Entry | None,
+    ) -> None:
+        self.key = key
+        self.uid = uid
+        self.get = get
+        self.sender_get = sender_get
+        self.hold = hold
+        self.is_async = is_async
+        #: The entry it was read from (:func:`connections`), kept if still
+        #: current.
+        self.origin = origin
 
 
 def distinct(wanted: list[Wanted]) -> list[Wanted]:

@@ -3,18 +3,22 @@
 ``_signal`` builds a :class:`~concsignals._send.Send` and hands it here;
 :func:`run` picks the backend (inline, threads, pickled, or asyncio when async
 receivers are connected) and assembles the outcome.  The asyncio and pickled
-backends are imported on first use: ``import concsignals`` stays light.
+backends are imported on first use, and :mod:`concurrent.futures` (with the
+:mod:`logging` it brings) when an executor or ``submit`` needs it:
+``import concsignals`` stays light.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
-from concurrent.futures import Executor, Future, InvalidStateError
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _inline, _threads, executors, monitoring
 from ._send import Responses, Send, Why
+
+if TYPE_CHECKING:
+    from concurrent.futures import Executor, Future
 
 
 def run(send: Send, executor: Executor | None) -> Responses:
@@ -82,6 +86,8 @@ def submit(send: Send, executor: Executor | None) -> Future[Responses]:
     The Future is ours (never an executor's): cancelling it before it is
     done succeeds, and closes the send, so no call not yet begun begins.
     """
+    from concurrent.futures import Future
+
     outer: Future[Responses] = Future()
     if not send.entries:
         outer.set_result([])
@@ -157,6 +163,8 @@ def start_gathered(send: Send, executor: Executor, outer: Future[Responses]) -> 
 
 
 def settle(outer: Future[Any], value: Any, err: BaseException | None) -> None:
+    from concurrent.futures import InvalidStateError
+
     with contextlib.suppress(InvalidStateError):  # cancelled meanwhile
         if err is not None:
             outer.set_exception(err)

@@ -44,7 +44,6 @@ futures run after it is released.  Any thread may call any method.
 
 from __future__ import annotations
 
-import copy
 import enum
 import threading
 from collections.abc import Callable, Sequence
@@ -348,6 +347,8 @@ class Send:
 
 def own_copy(err: BaseException) -> BaseException:
     """A distinct exception instance equal to ``err``, caused by it."""
+    import copy  # only when an executor failure is shared: keeps imports light
+
     try:
         dup = copy.copy(err)
     except Exception:

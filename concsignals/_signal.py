@@ -32,18 +32,18 @@ only ever *try* it (``blocking=False``), so a send never waits for a writer.
 
 from __future__ import annotations
 
-import inspect
 import threading
-import types
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from concurrent.futures import Executor, Future
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from . import _fork, _inline, _registry, _run, monitoring
-from ._callables import is_async_receiver
+from ._callables import accepts_kwargs, is_async_receiver
 from ._send import Send
 from ._snapshot import Entry, Receiver, Snapshot, empty, receiver_getter
 from ._view import SignalView
+
+if TYPE_CHECKING:
+    from concurrent.futures import Executor, Future
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -354,21 +354,8 @@ def check_receiver(receiver: object) -> None:
     """Refuse what cannot be a receiver, with Django's errors."""
     if not callable(receiver):
         raise TypeError("Signal receivers must be callable.")
-    if not _accepts_kwargs(receiver):
+    if not accepts_kwargs(receiver):
         raise ValueError("Signal receivers must accept keyword arguments (**kwargs).")
-
-
-def _accepts_kwargs(receiver: object) -> bool:
-    # Plain functions and methods: read the code flags (cheap, and connect is
-    # on the churn path); everything else: inspect.signature.
-    func = getattr(receiver, "__func__", receiver)
-    if type(func) is types.FunctionType and not hasattr(func, "__wrapped__"):
-        return bool(func.__code__.co_flags & inspect.CO_VARKEYWORDS)
-    try:
-        parameters = inspect.signature(receiver).parameters.values()  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return True  # No signature to read (some builtins): cannot check, accept.
-    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 
 
 def receiver(

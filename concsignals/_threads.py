@@ -24,13 +24,15 @@ from __future__ import annotations
 
 import contextvars
 import threading
-from concurrent.futures import Executor, Future
 from time import monotonic
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import executors
 from ._inline import call
 from ._send import NOT_BEGUN, Send, Why
+
+if TYPE_CHECKING:
+    from concurrent.futures import Executor, Future
 
 #: Seconds a sender waits without any call of its send beginning before it
 #: runs queued calls itself (the fallback for pools it cannot see into).

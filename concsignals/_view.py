@@ -5,13 +5,14 @@ Holds no state but the options; every send reads the signal's snapshot.
 
 from __future__ import annotations
 
-from concurrent.futures import Executor, Future
 from typing import TYPE_CHECKING, Any
 
 from . import _run
 from ._send import Responses, Send
 
 if TYPE_CHECKING:
+    from concurrent.futures import Executor, Future
+
     from ._signal import Signal
 
 

@@ -79,15 +79,16 @@ import contextvars
 import importlib
 import itertools
 import os
-import pickle
 import sys
 import threading
 import types
 import weakref
-from concurrent.futures import Executor, ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _carriers
+
+if TYPE_CHECKING:
+    from concurrent.futures import Executor, ThreadPoolExecutor
 
 __all__ = [
     "SignalRef",
@@ -106,7 +107,10 @@ def in_process(executor: Executor) -> bool:
     and for executors with a true ``concsignals_in_process`` attribute; every
     other executor is treated as running work elsewhere, and gets pickled calls.
     """
-    if isinstance(executor, ThreadPoolExecutor):
+    # No ThreadPoolExecutor exists before its module is imported; this reads
+    # sys.modules instead of importing concurrent.futures with concsignals.
+    thread = sys.modules.get("concurrent.futures.thread")
+    if thread is not None and isinstance(executor, thread.ThreadPoolExecutor):
         return True
     return bool(getattr(executor, "concsignals_in_process", False))
 
@@ -160,6 +164,8 @@ def owned_pool() -> ThreadPoolExecutor:
         return pool
     with _owned_lock:
         if _owned is None:
+            from concurrent.futures import ThreadPoolExecutor
+
             workers = min(32, (os.cpu_count() or 1) + 4)
             _owned = ThreadPoolExecutor(workers, thread_name_prefix="concsignals")
         return _owned
@@ -321,6 +327,8 @@ def call_pickled(
     call (see ``concsignals.monitoring``), entered around it here; one that
     fails is logged, never raised.
     """
+    import pickle  # here, not at the top: ``import concsignals`` stays light
+
     receiver = pickle.loads(receiver_blob)
     signal, sender, named = pickle.loads(args_blob)
     if carriers:  # monitor: the monitors' carriers, entered in the worker
@@ -337,6 +345,8 @@ def call_pickled(
 
 def dumps_args(signal: object, sender: object, named: dict[str, Any]) -> bytes:
     """Pickle a send's arguments once for all its calls; errors name the culprit."""
+    import pickle
+
     try:
         return pickle.dumps((SignalRef.of(signal), sender, named), PROTOCOL)
     except Exception as err:
@@ -347,6 +357,8 @@ def dumps_args(signal: object, sender: object, named: dict[str, Any]) -> bytes:
 
 
 def _unpicklable_argument(sender: object, named: dict[str, Any]) -> str:
+    import pickle
+
     for label, value in [("sender", sender)] + [
         (f"keyword argument {k!r}", v) for k, v in named.items()
     ]:
@@ -357,4 +369,5 @@ def _unpicklable_argument(sender: object, named: dict[str, Any]) -> str:
     return "the send's arguments"
 
 
-PROTOCOL = pickle.HIGHEST_PROTOCOL
+#: pickle.HIGHEST_PROTOCOL, named without importing pickle at import time.
+PROTOCOL = -1

@@ -60,7 +60,6 @@ it began.  No monitor is called while it is held.
 
 from __future__ import annotations
 
-import logging
 import threading
 import weakref
 from collections.abc import Callable, Sequence
@@ -98,8 +97,6 @@ __all__ = [
     "slow_call_threshold",
     "uninstall",
 ]
-
-logger = logging.getLogger("concsignals")
 
 # -- installing -----------------------------------------------------------------
 
@@ -262,7 +259,9 @@ class _SlowWarner:
         if limit is None or call.duration is None or call.duration < limit:
             return
         executor = call.send.executor
-        logger.warning(
+        import logging  # only when a call was slow: keeps ``import concsignals`` light
+
+        logging.getLogger("concsignals").warning(
             "Slow receiver %s of %s: %.3f s (threshold %.3f s) on %s",
             _describe(call.receiver),
             SignalRef.of(call.send.signal),
