@@ -251,7 +251,7 @@ class State:
     Readers use ``anylog`` and ``routes`` (and the lists in them) through a
     snapshot's bounds.  Everything else is the writers' bookkeeping, read and
     written under the writer lock only (see ``_registry.py``), but for
-    ``_registry.connections``, which reads a copy of ``index`` without it.
+    ``_replace.connections``, which reads a copy of ``index`` without it.
     """
 
     __slots__ = (

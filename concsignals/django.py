@@ -46,7 +46,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from typing import Any, TypeVar
 
-from . import _djangoasync, _registry, _signal
+from . import _djangoasync, _registry, _replace, _signal
 from ._snapshot import (
     Entry,
     Receiver,
@@ -73,7 +73,7 @@ class _DjangoTuple(tuple):  # type: ignore[type-arg]
     Django's tuple holds only as ``id()``s.
     """
 
-    connection: _registry.Connection
+    connection: _replace.Connection
 
 
 class Signal(_signal.Signal):
@@ -141,19 +141,19 @@ class Signal(_signal.Signal):
         from is kept as it is, never disconnected even for a moment.
         """
         _registry.drop_dead(self, blocking=False)
-        return [_as_tuple(c) for c in _registry.connections(self._snapshot)]
+        return [_as_tuple(c) for c in _replace.connections(self._snapshot)]
 
     @receivers.setter
     def receivers(self, tuples: Iterable[ReceiverTuple]) -> None:
         # Getters are made and uids compared here: user code, no lock held.
         wanted = [w for t in list(tuples) if (w := self._wanted(t)) is not None]
-        wanted = _registry.distinct(wanted)
+        wanted = _replace.distinct(wanted)
         released: list[object] = []
         with self._lock:
-            _registry.replace_locked(self, wanted, released)
+            _replace.replace_locked(self, wanted, released)
         released.clear()  # after the lock: may run a receiver's __del__
 
-    def _wanted(self, item: ReceiverTuple) -> _registry.Wanted | None:
+    def _wanted(self, item: ReceiverTuple) -> _replace.Wanted | None:
         """The connection one of Django's receiver tuples asks for; ``None``
         if its receiver or sender died."""
         (receiver_key, sender_key), ref, is_async = item
@@ -163,7 +163,7 @@ class Signal(_signal.Signal):
             return None
         get, hold = receiver_getter(r, weak, self._notice)
         conn = getattr(item, "connection", None)
-        if isinstance(conn, _registry.Connection):
+        if isinstance(conn, _replace.Connection):
             origin = conn.entry
             sender_get = None
             if origin.sender_get is not None:
@@ -171,7 +171,7 @@ class Signal(_signal.Signal):
                 if sender is None:
                     return None
                 sender_get = sender_getter(sender, self._notice)
-            return _registry.Wanted(
+            return _replace.Wanted(
                 conn.key, conn.uid, get, sender_get, hold, is_async, origin
             )
         if sender_key != NONE_ID:
@@ -181,7 +181,7 @@ class Signal(_signal.Signal):
             )
         uid = None if receiver_key == receiver_id(r) else receiver_key
         key = _registry.lookup_key(r, None, uid)
-        return _registry.Wanted(key, uid, get, None, hold, is_async, None)
+        return _replace.Wanted(key, uid, get, None, hold, is_async, None)
 
     # -- connecting ---------------------------------------------------------------
 
@@ -317,7 +317,7 @@ class Signal(_signal.Signal):
         )
 
 
-def _as_tuple(conn: _registry.Connection) -> ReceiverTuple:
+def _as_tuple(conn: _replace.Connection) -> ReceiverTuple:
     entry = conn.entry
     receiver_key = conn.key[0] if conn.uid is None else conn.uid
     sender_key = conn.key[-1]

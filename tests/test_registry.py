@@ -1,6 +1,6 @@
 """The writer side's all-at-once functions: list every connection, replace all.
 
-``_registry.connections`` and ``_registry.replace_locked`` (with ``Wanted``,
+``_replace.connections`` and ``_replace.replace_locked`` (with ``Wanted``,
 ``distinct``) are what ``concsignals.django`` builds Django's ``receivers``
 getter and setter on; these tests hold them to the core's rules.
 """
@@ -11,7 +11,7 @@ import gc
 import threading
 from typing import Any
 
-from concsignals import Signal, _registry
+from concsignals import Signal, _registry, _replace
 from concsignals._snapshot import DEAD, receiver_getter, sender_getter
 
 
@@ -34,19 +34,19 @@ def lock_held(signal: Signal) -> bool:
     return bool(signal._lock._is_owned())  # type: ignore[attr-defined]
 
 
-def replace(signal: Signal, wanted: list[_registry.Wanted]) -> None:
+def replace(signal: Signal, wanted: list[_replace.Wanted]) -> None:
     """What a caller does: distinct() outside the lock, release after it."""
-    wanted = _registry.distinct(wanted)
+    wanted = _replace.distinct(wanted)
     released: list[object] = []
     with signal._lock:
-        _registry.replace_locked(signal, wanted, released)
+        _replace.replace_locked(signal, wanted, released)
     released.clear()
 
 
-def keep(conns: list[_registry.Connection]) -> list[_registry.Wanted]:
+def keep(conns: list[_replace.Connection]) -> list[_replace.Wanted]:
     """Each connection asked for again, as read (so its entry may be kept)."""
     return [
-        _registry.Wanted(
+        _replace.Wanted(
             c.key,
             c.uid,
             c.entry.get,
@@ -65,11 +65,11 @@ def fresh(
     sender: object = None,
     uid: object = None,
     weak: bool = True,
-) -> _registry.Wanted:
+) -> _replace.Wanted:
     get, hold = receiver_getter(receiver, weak, signal._notice)
     sget = None if sender is None else sender_getter(sender, signal._notice)
     key = _registry.lookup_key(receiver, sender, uid)
-    return _registry.Wanted(key, uid, get, sget, hold, False, None)
+    return _replace.Wanted(key, uid, get, sget, hold, False, None)
 
 
 # -- connections ---------------------------------------------------------------
@@ -84,7 +84,7 @@ def test_connections_lists_live_ones_with_key_uid_and_sender_in_order() -> None:
     s.connect(gone)
     s.connect(c, dispatch_uid="uid-c")
     s.disconnect(gone)
-    conns = _registry.connections(s._snapshot)
+    conns = _replace.connections(s._snapshot)
     assert [c.entry.get() for c in conns] == [a, b, c]
     assert [c.uid for c in conns] == [None, None, "uid-c"]
     assert conns[0].key == _registry.lookup_key(a, None, None)
@@ -100,7 +100,7 @@ def test_connections_leaves_out_the_dead() -> None:
     s.connect(a)
     del dies
     gc.collect()
-    assert [c.entry.get() for c in _registry.connections(s._snapshot)] == [a]
+    assert [c.entry.get() for c in _replace.connections(s._snapshot)] == [a]
 
 
 def test_connections_gives_a_uid_with_user_eq_back() -> None:
@@ -114,7 +114,7 @@ def test_connections_gives_a_uid_with_user_eq_back() -> None:
     s = Signal()
     uid, a = Uid(), make("a")
     s.connect(a, dispatch_uid=uid)
-    (conn,) = _registry.connections(s._snapshot)
+    (conn,) = _replace.connections(s._snapshot)
     assert conn.uid is uid
 
 
@@ -133,7 +133,7 @@ def test_connections_takes_no_lock() -> None:
     t.start()
     try:
         assert held.wait(30)
-        assert [c.entry.get() for c in _registry.connections(s._snapshot)] == [a]
+        assert [c.entry.get() for c in _replace.connections(s._snapshot)] == [a]
     finally:
         done.set()
         t.join()
@@ -158,9 +158,9 @@ def test_replace_keeps_a_current_entry_as_it_is() -> None:
     a, b = make("a"), make("b")
     s.connect(a)
     s.connect(b)
-    before = [c.entry for c in _registry.connections(s._snapshot)]
-    replace(s, keep(_registry.connections(s._snapshot)))
-    after = [c.entry for c in _registry.connections(s._snapshot)]
+    before = [c.entry for c in _replace.connections(s._snapshot)]
+    replace(s, keep(_replace.connections(s._snapshot)))
+    after = [c.entry for c in _replace.connections(s._snapshot)]
     assert after == before  # the same objects: never retired
     assert all(e.get is not DEAD for e in after)
 
@@ -206,7 +206,7 @@ def test_replace_with_reordered_entries_sends_in_the_new_order() -> None:
     s.connect(a)
     s.connect(b, sender=sender)
     s.connect(c, sender=sender)
-    conns = _registry.connections(s._snapshot)
+    conns = _replace.connections(s._snapshot)
     replace(s, keep(conns[::-1]))
     assert [r for r, _ in s.send(sender)] == [c, b, a]
     assert [r for r, _ in s.send(None)] == [a]
@@ -238,7 +238,7 @@ def test_replace_keeps_memory_flat() -> None:
     s.connect(a)
     s.connect(b)
     for i in range(500):
-        conns = _registry.connections(s._snapshot)
+        conns = _replace.connections(s._snapshot)
         replace(s, keep(conns) if i % 2 else [fresh(s, a), fresh(s, b)])
     st = s._snapshot.state
     assert (st.size, st.tombstones, len(st.index)) == (2, 0, 2)
