@@ -111,6 +111,17 @@ def new_deaths() -> deque[Any]:
     return deque()
 
 
+def connected(
+    st: State, key: Any, resolved: tuple[tuple[Any, ...], Entry | None] | None
+) -> tuple[bool, Entry | None]:
+    """Whether ``resolved`` (a uid bucket and its entry, see
+    :func:`resolve_uid`) still holds under the lock, and the entry connected
+    under ``key``."""
+    if resolved is None:
+        return True, st.index.get(key)
+    return st.index.get(key, ()) is resolved[0], resolved[1]
+
+
 # -- connect -------------------------------------------------------------------
 
 
@@ -130,12 +141,9 @@ def connect_locked(
     while True:  # again if a nested write (a __del__) came first
         base = compacted_locked(signal, released)
         st = base.state
-        if resolved is not None:
-            if st.index.get(key, ()) is not resolved[0]:
-                return False
-            existing = resolved[1]
-        else:
-            existing = st.index.get(key)
+        still, existing = connected(st, key, resolved)
+        if not still:
+            return False
         if existing is not None and existing.is_live():
             return True
         skey = key[-1]
@@ -216,12 +224,9 @@ def disconnect_locked(
     while True:  # again if a nested write (a __del__) came first
         base = compacted_locked(signal, released)
         st = base.state
-        if resolved is not None:
-            if st.index.get(key, ()) is not resolved[0]:
-                return None
-            entry = resolved[1]
-        else:
-            entry = st.index.get(key)
+        still, entry = connected(st, key, resolved)
+        if not still:
+            return None
         if entry is None or not entry.is_live():
             return False
         route = None if entry.sender_get is None else st.routes[key[-1]]

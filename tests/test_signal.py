@@ -906,6 +906,47 @@ def test_a_dispatch_uid_is_hashed_and_compared_outside_the_lock():
     assert ("eq", True) not in calls and ("hash", True) not in calls
 
 
+@pytest.mark.parametrize("write", ["connect", "disconnect"])
+def test_a_uid_bucket_changed_while_its_uids_were_compared_is_compared_again(
+    write: str,
+) -> None:
+    """A write compares ``dispatch_uid``s outside the lock, then checks under
+    it that the bucket it compared is still the one connected.  Here another
+    write changes the bucket in between (from ``__eq__`` itself, so the
+    interleaving is exact): the first write compares again, and neither
+    write is lost."""
+    sig = Signal()
+    hook: list[Callable[[], None]] = []
+
+    class Uid:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def __hash__(self) -> int:
+            return 42  # all in one bucket
+
+        def __eq__(self, other: object) -> bool:
+            while hook:
+                hook.pop()()  # once, between the compare and the lock
+            return isinstance(other, Uid) and other.name == self.name
+
+    a, b, c = make_receiver("a"), make_receiver("b"), make_receiver("c")
+    sig.connect(a, dispatch_uid=Uid("a"))
+    sig.connect(c, dispatch_uid=Uid("c"))
+    hook.append(lambda: sig.connect(b, dispatch_uid=Uid("b")))
+    if write == "connect":
+        sig.connect(make_receiver("d"), weak=False, dispatch_uid=Uid("d"))
+        expected = ["a", "c", "b", "d"]
+    else:
+        assert sig.disconnect(dispatch_uid=Uid("c"))
+        expected = ["a", "b"]
+    assert [t for _, t in sig.send(sender=None)] == expected
+    # The index agrees with what is sent: each uid is found and disconnects.
+    for name in expected:
+        assert sig.disconnect(dispatch_uid=Uid(name)), name
+    assert sig.send(sender=None) == []
+
+
 @pytest.mark.timeout(60)
 def test_two_signals_torn_down_in_opposite_order_from_two_threads_complete():
     """A's strong receiver, when freed, disconnects from B; B's from A.  Two

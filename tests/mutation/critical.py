@@ -20,6 +20,15 @@ MUTANTS: list[Mutant] = [
         tests=("tests/test_signal.py", "tests/test_threads.py"),
     ),
     Mutant(
+        name="uid-bucket-recheck",
+        promise="1. a write is never lost: one whose dispatch_uid bucket changed "
+        "while it compared uids (outside the lock) compares again",
+        file="concsignals/_registry.py",
+        old="    return st.index.get(key, ()) is resolved[0], resolved[1]\n",
+        new="    return True, resolved[1]\n",
+        tests=("tests/test_signal.py", "-k", "bucket_changed"),
+    ),
+    Mutant(
         name="begin-gate",
         promise="8. once a send is closed, no call of it begins",
         file="concsignals/_send.py",
