@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from . import report
-from .cases import CASES, load_all, measure_groups
+from .cases import CASES, load_all, measure_groups, ordered
 from .harness import FULL, QUICK, Settings
 
 #: What the cases import beside concsignals: the ``bench`` extra.
@@ -101,8 +101,8 @@ def main(argv: list[str]) -> int:
     if args.worker:
         return worker(args)
     if args.list:
-        for case in sorted(CASES.values(), key=lambda c: c.title):
-            print(f"{case.name:12} {case.title}")
+        for case in ordered():
+            print(f"{case.name:14} {case.title}")
         return 0
     unknown = [name for name in args.case or () if name not in CASES]
     if unknown:
@@ -118,7 +118,7 @@ def main(argv: list[str]) -> int:
         )
         return 2
     settings = QUICK if args.quick else FULL
-    names = args.case or [c.name for c in sorted(CASES.values(), key=lambda c: c.title)]
+    names = args.case or [c.name for c in ordered()]
     out = output_dir(args)
     plots_dir = out / "_static" / "benchmarks"
     plots_dir.mkdir(parents=True, exist_ok=True)

@@ -29,6 +29,12 @@ class Case:
     #: bench extra, e.g. on a free-threaded build where it does not install.
     standalone: bool = False
 
+    @property
+    def number(self) -> int:
+        """The case's number, from its title ("7. Writes ..."): the order of
+        the page and of a run."""
+        return int(self.title.split(".", 1)[0])
+
 
 CASES: dict[str, Case] = {}
 
@@ -48,7 +54,15 @@ MODULES = (
 )
 
 
+def ordered() -> list[Case]:
+    """Every registered case, by number."""
+    return sorted(CASES.values(), key=lambda c: c.number)
+
+
 def register(case: Case) -> Case:
+    taken = [c.name for c in CASES.values() if c.number == case.number]
+    if taken and taken != [case.name]:
+        raise ValueError(f"case {case.name!r} has the number of {taken[0]!r}")
     CASES[case.name] = case
     return case
 

@@ -190,7 +190,7 @@ def targets(samples: dict[str, Samples]) -> list[Target]:
 CASE = register(
     Case(
         name="djangosignals",
-        title="9. Django's own signals on concsignals",
+        title="11. Django's own signals on concsignals",
         run=run,
         groups=groups,
     )

@@ -124,7 +124,7 @@ def run(settings: Settings) -> CaseResult:
 CASE = register(
     Case(
         "freethreaded",
-        "7. Free-threaded Python: CPU-bound receivers on threads vs processes",
+        "9. Free-threaded Python: CPU-bound receivers on threads vs processes",
         run,
         standalone=True,
     )

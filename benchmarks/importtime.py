@@ -1,4 +1,4 @@
-"""Case 7: the cost of ``import concsignals`` next to its peers' imports.
+"""Case 8: the cost of ``import concsignals`` next to its peers' imports.
 
 Each sample is one fresh interpreter (``python -c``) that imports one module
 and reports how long the ``import`` statement took and how many modules it
@@ -136,4 +136,4 @@ def import_target(best: dict[str, float]) -> Target:
     return Target(text, f"{fmt_ratio(ratio)} blinker's", ratio <= 1.0)
 
 
-CASE = register(Case("importtime", "7. Import cost in a fresh interpreter", run))
+CASE = register(Case("importtime", "8. Import cost in a fresh interpreter", run))

@@ -134,5 +134,5 @@ def run(settings: Settings) -> CaseResult:
 
 
 CASE = register(
-    Case("monitoring", "9. Observability: off, monitor, OpenTelemetry", run, groups)
+    Case("monitoring", "10. Observability: off, monitor, OpenTelemetry", run, groups)
 )

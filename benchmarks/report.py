@@ -238,12 +238,14 @@ this page is about. So within a group of timers (one receiver count, say),
 every library is sampled once per round, in a freshly shuffled order, and each
 ratio is the median of the per-round ratios of paired samples. Loop counts are
 calibrated (doubled until a sample lasts the minimum time); each process warms
-every timer up before measuring; the timing cases (1, 2, 3, the overhead part
-of 5, and 6) run in several fresh worker processes whose rounds are pooled.
+every timer up before measuring; the timing cases (1, 2, 3, 6, 7, 10, 11 and
+the overhead part of 5) run in several fresh worker processes whose rounds
+are pooled.
 "median" and "best" are per operation; "spread" is half the interquartile
 range, relative to the median.
 
-Single-threaded timing loops (cases 1, 2, 3 and the first table of 6) read
+Single-threaded timing loops (cases 1, 2, 3, 7, 10, 11 and the first table
+of 6) read
 the thread's CPU time (`time.thread_time`), not the wall clock: the machine
 is shared, and time this process spends descheduled while another process runs
 is no library's cost. Everything where waiting is the point -- contention,

@@ -280,7 +280,7 @@ def summary(result: CaseResult, samples: Any, ns: tuple[int, ...]) -> None:
         f"and {ours[1] * 1e6:.1f} µs beside {big:,} (blinker: "
         f"{blinker * 1e6:.1f} µs beside {big:,}; django.dispatch, which scans "
         f"every connection, {django * 1e6:.0f} µs beside "
-        f"{min(big, QUADRATIC_UP_TO):,}); case 7."
+        f"{min(big, QUADRATIC_UP_TO):,}); case {CASE.number}."
     )
 
 
