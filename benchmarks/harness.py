@@ -107,8 +107,22 @@ class Samples:
 
     def ratio(self, name: str, reference: str) -> float:
         """Median over rounds of ``name``'s time over ``reference``'s."""
+        return statistics.median(self.ratios(name, reference))
+
+    def ratios(self, name: str, reference: str) -> list[float]:
+        """Per round, ``name``'s time over ``reference``'s."""
         pairs = zip(self.samples[name], self.samples[reference], strict=True)
-        return statistics.median(a / b for a, b in pairs)
+        return [a / b for a, b in pairs]
+
+
+def median_interval(values: list[float]) -> tuple[float, float]:
+    """A 95% confidence interval for the median of ``values`` (distribution-
+    free: order statistics at n/2 -+ 0.98 sqrt(n), the normal approximation
+    to the binomial; the whole range below 6 values)."""
+    ordered = sorted(values)
+    n = len(ordered)
+    k = max(0, int((n - 1.96 * n**0.5) / 2))
+    return ordered[k], ordered[n - 1 - k]
 
 
 def calibrate(timer: Timer, min_time: float) -> int:

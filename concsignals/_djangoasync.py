@@ -16,6 +16,12 @@ the signal's ``_offload_sync`` hook, with concsignals' rules on top:
 
 ``SyncJob.stopped`` is the one piece of state shared between threads: written
 by the loop's thread, read by the job's between calls (one attribute: atomic).
+
+monitor: with a monitor installed, each call is reported to the send's
+:class:`~concsignals._monitor_events.SendEvent` (``watch``), whose slots list
+the sync receivers first (Django's order of results); the caller ends it.
+The job's calls and the tasks' report different slots, and every call has
+ended before the send does (see above).
 """
 
 from __future__ import annotations
@@ -25,9 +31,11 @@ import enum
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._carriers import exit_all
 from ._snapshot import Entry, Receiver
 
 if TYPE_CHECKING:
+    from ._monitor_events import SendEvent
     from .django import Signal
 
 Responses = list[tuple[Receiver, Any]]
@@ -47,21 +55,29 @@ async def gather(
     sender: Any,
     named: dict[str, Any],
     robust: bool,
+    watch: SendEvent | None = None,
+    first: int | None = None,
 ) -> Responses:
     """Run the ``sync`` entries in one offloaded job and the async ``entries``
     as tasks, all at once; return the results, sync ones first.
+
+    ``first``: the slot of ``entries[0]`` in ``watch`` (default: after the
+    sync entries).
 
     Without ``robust``, the first failure stops the rest (see the module
     docstring).  Safe from any number of loops and threads at once: the
     send's state is its own.
     """
-    run = SyncJob(signal, sync, sender, named, robust) if sync else None
+    run = SyncJob(signal, sync, sender, named, robust, watch) if sync else None
     loop = asyncio.get_running_loop()
     futures: list[asyncio.Future[Any]] = []
     if run is not None:
         futures.append(asyncio.ensure_future(signal._offload_sync(run)))
+    if first is None:
+        first = len(sync or ())
     futures += [
-        loop.create_task(call_async(signal, e, sender, named, robust)) for e in entries
+        loop.create_task(call_async(signal, e, sender, named, robust, watch, first + k))
+        for k, e in enumerate(entries)
     ]
     try:
         _, pending = await asyncio.wait(futures, return_when=asyncio.FIRST_EXCEPTION)
@@ -74,19 +90,46 @@ async def gather(
 
 
 async def call_async(
-    signal: Signal, entry: Entry, sender: Any, named: dict[str, Any], robust: bool
+    signal: Signal,
+    entry: Entry,
+    sender: Any,
+    named: dict[str, Any],
+    robust: bool,
+    watch: SendEvent | None = None,
+    slot: int = 0,
 ) -> tuple[Receiver, Any] | Skip:
-    """One async receiver's call, checked for a disconnect as it begins."""
+    """One async receiver's call, checked for a disconnect as it begins
+    (``slot``: its slot in ``watch``)."""
     r = entry.get()
     if r is None:
+        if watch is not None:
+            watch.skip(slot)
         return SKIPPED
+    entered = None if watch is None else watch.enter(slot, r)
     try:
-        return (r, await r(signal=signal, sender=sender, **named))
-    except Exception as err:
-        if not robust:
+        value = await r(signal=signal, sender=sender, **named)
+    except BaseException as err:
+        ended(watch, slot, entered, None, err)
+        if not robust or not isinstance(err, Exception):
             raise
         signal._log_robust_failure(r, err)
         return (r, err)
+    ended(watch, slot, entered, value, None)
+    return (r, value)
+
+
+def ended(
+    watch: SendEvent | None,
+    slot: int,
+    entered: Any,
+    value: Any,
+    err: BaseException | None,
+) -> None:
+    """monitor: call ``slot`` ended; exit what its monitors entered."""
+    if entered is not None:
+        exit_all(entered, err)
+    if watch is not None:
+        watch.returned(slot, value, err)
 
 
 class SyncJob:
@@ -99,8 +142,10 @@ class SyncJob:
         sender: Any,
         named: dict[str, Any],
         robust: bool,
+        watch: SendEvent | None = None,
     ) -> None:
         self.signal = signal
+        self.watch = watch  # its calls are slots 0, 1, ...
         self.entries = entries
         self.sender = sender
         self.named = named
@@ -110,22 +155,27 @@ class SyncJob:
         self.stopped = False
 
     def __call__(self) -> Responses:
-        signal, responses = self.signal, []
-        for entry in self.entries:
+        signal, watch, responses = self.signal, self.watch, []
+        for slot, entry in enumerate(self.entries):
             r = entry.get()
             if self.stopped:
                 break
             if r is None:
+                if watch is not None:
+                    watch.skip(slot)
                 continue
+            entered = None if watch is None else watch.enter(slot, r)
             try:
-                responses.append(
-                    (r, r(signal=signal, sender=self.sender, **self.named))
-                )
-            except Exception as err:
-                if not self.robust:
+                value = r(signal=signal, sender=self.sender, **self.named)
+            except BaseException as err:
+                ended(watch, slot, entered, None, err)
+                if not self.robust or not isinstance(err, Exception):
                     raise
                 signal._log_robust_failure(r, err)
-                responses.append((r, err))
+                value = err
+            else:
+                ended(watch, slot, entered, value, None)
+            responses.append((r, value))
         return responses
 
 

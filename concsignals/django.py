@@ -46,7 +46,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from typing import Any, TypeVar
 
-from . import _djangoasync, _registry, _replace, _signal
+from . import _djangoasync, _inline, _registry, _replace, _signal, monitoring
 from ._snapshot import (
     Entry,
     Receiver,
@@ -213,12 +213,16 @@ class Signal(_signal.Signal):
         and with async receivers concsignals' rules hold (the others are
         cancelled and awaited, the earliest failure is raised).  Lock-free.
         """
-        if self._executor is not None:
-            return super().send(sender, **named)
         snap = self._snapshot
         entries = snap.inline
         if entries is None:
             entries = snap.lookup(sender)
+        if not entries:  # nobody to call (Django returns at once too)
+            return []
+        if self._executor is not None:
+            return super().send(sender, **named)
+        if _signal._monitored:  # monitor: off the fast path
+            return self._send_watched(sender, named, robust=False)
         responses: Responses = []
         later: list[Entry] = []
         for entry in entries:
@@ -245,6 +249,8 @@ class Signal(_signal.Signal):
         """
         if self._executor is not None:
             return super().send_robust(sender, **named)
+        if _signal._monitored:  # monitor: off the fast path
+            return self._send_watched(sender, named, robust=True)
         responses: Responses = []
         later: list[Entry] = []
         for entry in self._snapshot.lookup(sender):
@@ -285,6 +291,32 @@ class Signal(_signal.Signal):
             return await super().asend_robust(sender, **named)
         return await self._asend(sender, named, robust=True)
 
+    def _send_watched(
+        self, sender: Any, named: dict[str, Any], robust: bool
+    ) -> Responses:
+        """``send``/``send_robust`` with a monitor installed: the same calls
+        in the same order, reported.  The send's slots list the sync
+        receivers first, in Django's order of results."""
+        entries = self._snapshot.lookup(sender)
+        sync = [e for e in entries if not e.is_async]
+        later = [e for e in entries if e.is_async]
+        watch = monitoring.watch_inline(self, sync + later, sender, robust)
+        if watch is None:  # the last monitor was uninstalled meanwhile
+            return (self.send_robust if robust else self.send)(sender, **named)
+        try:
+            responses = _inline.call_watched(watch, self, sync, sender, named)
+            if later:
+                responses += self._run_coroutine(
+                    lambda: _djangoasync.gather(
+                        self, None, later, sender, named, robust, watch, len(sync)
+                    )
+                )
+        except BaseException as err:
+            watch.finish(None, err)
+            raise
+        watch.finish(None, None)
+        return responses
+
     # -- the hooks: asgiref's thread sensitivity ------------------------------
 
     def _offload_sync(self, job: Callable[[], T]) -> Awaitable[T]:
@@ -312,9 +344,20 @@ class Signal(_signal.Signal):
             return []
         sync = [e for e in entries if not e.is_async]
         asynchronous = [e for e in entries if e.is_async]
-        return await _djangoasync.gather(
-            self, sync or None, asynchronous, sender, named, robust
-        )
+        watch = None
+        if _signal._monitored:  # monitor: slots sync first, as the results
+            watch = monitoring.watch_inline(self, sync + asynchronous, sender, robust)
+        try:
+            responses = await _djangoasync.gather(
+                self, sync or None, asynchronous, sender, named, robust, watch
+            )
+        except BaseException as err:
+            if watch is not None:
+                watch.finish(None, err)
+            raise
+        if watch is not None:
+            watch.finish(None, None)
+        return responses
 
 
 def _as_tuple(conn: _replace.Connection) -> ReceiverTuple:

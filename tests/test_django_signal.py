@@ -434,3 +434,91 @@ def test_bound_method_sender_identity_as_django() -> None:
         sig.connect(sync_r, sender=target.m)
     assert len(theirs.send(target.m)) == 1
     assert len(ours.send(target.m)) == 1
+
+
+# -- monitors see Django's signals too ------------------------------------------
+
+
+def failing_r(sender: Any, **kwargs: Any) -> None:
+    raise ValueError("failed")
+
+
+class Seen:
+    """A monitor keeping what it saw (from any thread)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.began: list[Any] = []
+        self.ended: list[Any] = []
+        self.calls: list[Any] = []
+
+    def send_began(self, send: Any) -> None:
+        with self.lock:
+            self.began.append(send)
+
+    def call_ended(self, call: Any) -> None:
+        with self.lock:
+            self.calls.append(call)
+
+    def send_ended(self, send: Any) -> None:
+        with self.lock:
+            self.ended.append(send)
+
+    def slots(self) -> list[tuple[Any, str]]:
+        return [
+            (c.receiver, c.outcome) for c in sorted(self.calls, key=lambda c: c.index)
+        ]
+
+
+@pytest.fixture
+def seen() -> Any:
+    monitor = Seen()
+    concsignals.monitoring.install(monitor)
+    yield monitor
+    concsignals.monitoring.uninstall(monitor)
+
+
+def send_by(how: str, s: Signal) -> Any:
+    result = getattr(s, how)(None)
+    return asyncio.run(result) if how.startswith("a") else result
+
+
+@pytest.mark.parametrize("how", ["send", "send_robust", "asend", "asend_robust"])
+def test_a_monitor_sees_every_send_and_call_of_a_django_signal(
+    how: str, seen: Seen
+) -> None:
+    """The contract's "monitors see every send and call" holds for Django's
+    signals: one send, one slot per receiver in Django's order of results
+    (sync receivers first), each with its outcome; the results unchanged."""
+    s = Signal()
+    s.connect(async_r)
+    s.connect(sync_r)
+    robust = how.endswith("robust")
+    if robust:
+        s.connect(failing_r)
+    s.connect(sync_r2)
+    result = send_by(how, s)
+    expected = [sync_r, *([failing_r] if robust else []), sync_r2, async_r]
+    assert [r for r, _ in result] == expected
+    assert len(seen.began) == len(seen.ended) == 1
+    assert seen.ended[0].signal is s and seen.ended[0].error is None
+    outcomes = ["result", *(["exception"] if robust else []), "result", "result"]
+    assert seen.slots() == list(zip(expected, outcomes, strict=True))
+
+
+@pytest.mark.parametrize("how", ["send", "asend"])
+def test_a_monitor_sees_a_failed_django_send_end_with_its_error(
+    how: str, seen: Seen
+) -> None:
+    s = Signal()
+    s.connect(sync_r)
+    s.connect(failing_r)
+    s.connect(sync_r2)  # not called: the send stopped at the failure
+    with pytest.raises(ValueError, match="failed"):
+        send_by(how, s)
+    assert isinstance(seen.ended[0].error, ValueError)
+    assert seen.slots() == [
+        (sync_r, "result"),
+        (failing_r, "exception"),
+        (sync_r2, "not begun"),
+    ]
