@@ -541,27 +541,24 @@ class Blob:
 
 #: A free-threaded thread adds its pending allocation count to the
 #: collector's total when it reaches this many (CPython 3.13's
-#: LOCAL_ALLOC_COUNT_THRESHOLD); only then may a collection be scheduled.
+#: LOCAL_ALLOC_COUNT_THRESHOLD); only then may it schedule a collection.
 FLUSH_EVERY = 512
 
 
 def short_of_a_flush(x: int, keep: list[Blob]) -> None:
-    """Free-threaded build: leave this thread's pending count ``x`` short
-    of its next flush (the collector disabled meanwhile: none starts here).
+    """Free-threaded build: leave this thread's pending count ``x`` short of
+    its next flush, and the total above the threshold.
 
-    ``gc.get_count()[0]`` is the total, which moves only when a thread
-    flushes: allocating until it moves leaves the pending count at a known
-    value, then ``FLUSH_EVERY - x`` more allocations bring it ``x`` short.
+    ``gc.get_count()`` adds this thread's pending count to the total and
+    zeroes it (3.13t): what this thread allocates after it is known, and
+    other threads cannot change it.
     """
-    gc.disable()
-    try:
-        total = gc.get_count()[0]
-        while gc.get_count()[0] == total:
+    gc.get_count()
+    while gc.get_count()[0] < FLUSH_EVERY:  # the total, raised if need be
+        for _ in range(64):
             keep.append(Blob())
-        for _ in range(FLUSH_EVERY - x):
-            keep.append(Blob())
-    finally:
-        gc.enable()
+    for _ in range(FLUSH_EVERY - x):
+        keep.append(Blob())
 
 
 def test_a_write_by_the_garbage_collector_during_a_write_is_not_lost():
@@ -605,12 +602,17 @@ def test_a_write_by_the_garbage_collector_during_a_write_is_not_lost():
     # allocations one at a time, and reach those of the write itself (Entry
     # and Snapshot are made there, and their __init__ checks the eval
     # breaker).  A collection that starts anywhere else (before the lock, or
-    # under it before the write read the snapshot) does not count.
-    # It starts from a collection that freed nothing: a collection zeroes the
-    # total and then subtracts each object it frees, so after one that freed
-    # a test suite's garbage the total sits thousands below the threshold.
+    # under it before the write read the snapshot) does not count.  The
+    # total must pass the threshold at that flush: a collection zeroes it and
+    # then subtracts each object it frees, so after one that freed a test
+    # suite's garbage it sat thousands below (the test then skipped, its
+    # collector never starting inside connect).  short_of_a_flush raises it;
+    # starting from a collection that freed nothing keeps that short.  (Other
+    # threads share the total: one that allocates and frees without pause,
+    # its own collections zeroing the total, can keep this from working; the
+    # test then fails, as it does on any build where no try works.)
     free_threaded = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
-    outer = [make_receiver(("outer", i)) for i in range(1000)]
+    outer = [make_receiver(("outer", i)) for i in range(300)]
     kept: list[Blob] = []
     done = 0
     for _ in range(10):
@@ -622,7 +624,7 @@ def test_a_write_by_the_garbage_collector_during_a_write_is_not_lost():
     try:
         for r in outer:
             if free_threaded:
-                short_of_a_flush(1 + done % 250, kept)
+                short_of_a_flush(1 + done % 100, kept)
             sig.connect(r, weak=False)
             done += 1
             if not armed[0]:
