@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from .memory import MemorySampler
+from .memory import MemorySampler, heap_frozen
 from .record import Violations
 
 SignalFactory = Callable[[], Any]
@@ -253,9 +253,10 @@ def run_scenario(
             out.violations = 1
             return out
         sys.setswitchinterval(opts.switch_interval)
-        started = time.perf_counter()
-        threads = run._start()
-        deadlocked = _supervise(run, threads, started, seconds, sampler)
+        with heap_frozen(sampler is not None):
+            started = time.perf_counter()
+            threads = run._start()
+            deadlocked = _supervise(run, threads, started, seconds, sampler)
     finally:
         sys.setswitchinterval(old_interval)
         quiet.disabled = was_disabled
