@@ -82,9 +82,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--no-memory",
         action="store_true",
-        help="do not judge memory growth (the verdict then says so); for the "
-        "free-threaded build, whose allocated-block count moves with its "
-        "per-thread heaps",
+        help="do not judge memory growth (the verdict then says so)",
     )
     p.add_argument("--json", action="store_true", help="print a JSON report only")
     p.add_argument("--self-test", action="store_true", help="prove the harness works")

@@ -5,6 +5,10 @@ The main thread never touches the dispatcher while workers run.  It wakes every
 as the watchdog, (3) sample memory and (4) redraw the progress line.  Workers
 are daemon threads: a deadlocked run is abandoned (after its stacks are
 dumped), never waited for, so the process can always exit.
+
+To sample memory the main thread first holds the workers still (see
+:class:`Hold`): each stops at the top of its loop, where it is between
+operations, until the sample is taken.
 """
 
 from __future__ import annotations
@@ -17,11 +21,12 @@ import sys
 import threading
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from .memory import MemorySampler
+from .memory import MemorySampler, heap_frozen
 from .record import Violations
 
 SignalFactory = Callable[[], Any]
@@ -60,6 +65,55 @@ class Worker:
         return self.sends + self.writes
 
 
+class Hold:
+    """Stops the workers at the top of their loops while memory is measured.
+
+    Between operations a worker holds no lock and no half-built object, and
+    while it waits here it allocates nothing: the count taken then is the
+    live data.  On a free-threaded build that matters most: every thread has
+    its own free lists, which ``gc.collect()`` empties and a running thread
+    refills at once (thousands of blocks each).  Locking: ``_cond`` guards
+    ``_waiting``; ``wanted`` is read without it at each loop top (an atomic
+    attribute read: a worker that misses a new request stops at its next
+    loop top), and written under it.  No user code runs under ``_cond``.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._waiting = 0
+        self.wanted = False
+
+    def stop_here(self) -> None:
+        """Called by a worker at the top of its loop, when ``wanted``."""
+        with self._cond:
+            self._waiting += 1
+            self._cond.notify_all()
+            while self.wanted:
+                self._cond.wait()
+            self._waiting -= 1
+
+    @contextmanager
+    def workers_still(self, workers: list[Worker], timeout: float) -> Iterator[bool]:
+        """Hold ``workers`` still for the block; yields whether every worker
+        still running stopped within ``timeout`` seconds (if one did not: in
+        a long operation, or deadlocked, the block runs anyway)."""
+        deadline = time.perf_counter() + timeout
+        with self._cond:
+            self.wanted = True
+            while self._waiting < sum(not w.done for w in workers):
+                left = deadline - time.perf_counter()
+                if left <= 0:
+                    break
+                self._cond.wait(min(left, 0.01))  # a worker may end meanwhile
+            still = self._waiting >= sum(not w.done for w in workers)
+        try:
+            yield still
+        finally:
+            with self._cond:
+                self.wanted = False
+                self._cond.notify_all()
+
+
 class Run:
     """The state of one scenario run, shared by its workers."""
 
@@ -73,6 +127,7 @@ class Run:
         self._targets: list[tuple[Worker, Callable[[Worker], None]]] = []
         self.state: dict[str, Any] = {}
         self.cleanups: list[Callable[[], None]] = []
+        self.hold = Hold()
 
     def spawn(self, name: str, body: Callable[[Worker], None]) -> None:
         """Add a worker thread running ``body(worker)`` until ``stop``."""
@@ -83,6 +138,9 @@ class Run:
 
     @property
     def running(self) -> bool:
+        """Checked by every worker at the top of its loop."""
+        if self.hold.wanted:
+            self.hold.stop_here()
         return not self.stop.is_set()
 
     def pace(self, writer: Worker) -> None:
@@ -161,6 +219,9 @@ class Outcome:
         }
 
 
+#: How long a memory sample waits for every worker to stop (seconds).
+HOLD_TIMEOUT = 0.5
+
 #: Set when a deadlocked run's threads were abandoned; the CLI then exits hard.
 abandoned_threads = False
 
@@ -192,9 +253,10 @@ def run_scenario(
             out.violations = 1
             return out
         sys.setswitchinterval(opts.switch_interval)
-        started = time.perf_counter()
-        threads = run._start()
-        deadlocked = _supervise(run, threads, started, seconds, sampler)
+        with heap_frozen(sampler is not None):
+            started = time.perf_counter()
+            threads = run._start()
+            deadlocked = _supervise(run, threads, started, seconds, sampler)
     finally:
         sys.setswitchinterval(old_interval)
         quiet.disabled = was_disabled
@@ -256,7 +318,11 @@ def _supervise(
         if ops >= opts.max_ops:
             run.stop.set()
         if sampler is not None and not run.stop.is_set():
-            sampler.sample(now - started, overtime=overtime)
+            sampler.sample(
+                now - started,
+                overtime=overtime,
+                still=lambda: run.hold.workers_still(run.workers, HOLD_TIMEOUT),
+            )
         if all(not t.is_alive() for t in threads):
             return ""
         stuck = [

@@ -104,7 +104,8 @@ THREAD_UNSAFE_TESTS = {
     "a minimum of checked sends in a fixed time, which copies sharing 2 cores "
     "split between them",
     "test_a_write_by_the_garbage_collector_during_a_write_is_not_lost": "it "
-    "sets the collector's thresholds and callbacks, which are process-wide",
+    "sets the collector's thresholds and callbacks and turns it off and on, "
+    "all process-wide",
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import sys
 import sysconfig
 import threading
 import weakref
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from concsignals import Signal, receiver
+from concsignals import Signal, _registry, receiver
 
 
 def make_receiver(tag: object, log: list[Any] | None = None) -> Any:
@@ -534,9 +535,36 @@ def test_a_del_that_writes_from_inside_disconnect_does_not_deadlock():
     assert sig.send(sender=None) == [(late, "late")]
 
 
+class Blob:
+    """A container: the free-threaded collector counts its allocation."""
+
+
+#: A free-threaded thread adds its pending allocation count to the
+#: collector's total when it reaches this many (CPython 3.13's
+#: LOCAL_ALLOC_COUNT_THRESHOLD); only then may it schedule a collection.
+FLUSH_EVERY = 512
+
+
+def short_of_a_flush(x: int, keep: list[Blob]) -> None:
+    """Free-threaded build: leave this thread's pending count ``x`` short of
+    its next flush, and the total above the threshold.
+
+    ``gc.get_count()`` adds this thread's pending count to the total and
+    zeroes it (3.13t): what this thread allocates after it is known, and
+    other threads cannot change it.
+    """
+    gc.get_count()
+    while gc.get_count()[0] < FLUSH_EVERY:  # the total, raised if need be
+        for _ in range(64):
+            keep.append(Blob())
+    for _ in range(FLUSH_EVERY - x):
+        keep.append(Blob())
+
+
 def test_a_write_by_the_garbage_collector_during_a_write_is_not_lost():
     """The collector may run user code (here a gc callback, as a __del__ of
-    cyclic garbage would) while this thread is mid-connect, under the lock."""
+    cyclic garbage would) while this thread is mid-connect, under the lock:
+    after the write read the current snapshot, before it publishes its own."""
     sig = Signal()
     nested = make_receiver("nested")
     armed = [True]
@@ -546,51 +574,70 @@ def test_a_write_by_the_garbage_collector_during_a_write_is_not_lost():
         lock = sig._lock
         return lock._is_owned() if hasattr(lock, "_is_owned") else lock.locked()
 
+    def mid_write() -> bool:
+        frame = sys._getframe(2)  # where the collection started, or above
+        while (
+            frame is not None and frame.f_code is not _registry.connect_locked.__code__
+        ):
+            frame = frame.f_back
+        return frame is not None and frame.f_locals.get("base") is sig._snapshot
+
     def during_collection(phase: str, info: dict[str, int]) -> None:
-        if phase == "start" and armed[0] and lock_is_held():
+        if phase == "start" and armed[0] and lock_is_held() and mid_write():
             armed[0] = False
             try:
                 sig.connect(nested, weak=False)
             except BaseException as err:
                 errors.append(err)
 
-    # Making the collector start mid-connect.  A GIL build counts allocations:
-    # threshold 1 collects on (almost) every one.  The free-threaded build
-    # counts *net* allocations (frees subtract), adds a thread's count to the
-    # total only every few hundred, and scales the threshold with the heap
-    # unless generation 1's threshold is 0.  So there generation 1's is 0, and
-    # each round keeps one more object alive: the count climbs a step at a
-    # time and crosses the threshold at an allocation of connect's own.  It
-    # starts from a collection: the frees since the last one may have left the
-    # net count far below zero.
+    # Making the collector start mid-connect, under the lock.  A GIL build
+    # counts allocations: threshold 1 collects on (almost) every one.  The
+    # free-threaded build counts *net* allocations (frees subtract), per
+    # thread, and adds a thread's count to the total only when it reaches
+    # FLUSH_EVERY; a collection is then scheduled if the total passes the
+    # threshold (not scaled with the heap when generation 1's threshold is
+    # 0), and starts at the thread's next eval-breaker check (a call, a
+    # backward jump).  So there each connect starts x short of a flush, for
+    # x = 1, 2, 3, ...: the flush, and the collection, move through connect's
+    # allocations one at a time, and reach those of the write itself (Entry
+    # and Snapshot are made there, and their __init__ checks the eval
+    # breaker).  A collection that starts anywhere else (before the lock, or
+    # under it before the write read the snapshot) does not count.  The
+    # total must pass the threshold at that flush: a collection zeroes it and
+    # then subtracts each object it frees, so after one that freed a test
+    # suite's garbage it sat thousands below (the test then skipped, its
+    # collector never starting inside connect).  short_of_a_flush raises it;
+    # starting from a collection that freed nothing keeps that short.  (Other
+    # threads share the total: one that allocates and frees without pause,
+    # its own collections zeroing the total, can keep this from working; the
+    # test then fails, as it does on any build where no try works.)
     free_threaded = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
-    outer = [make_receiver(("outer", i)) for i in range(2000)]
-    kept: list[list[int]] = []
-    gc.collect()
+    outer = [make_receiver(("outer", i)) for i in range(300)]
+    kept: list[Blob] = []
+    done = 0
+    for _ in range(10):
+        if not gc.collect():
+            break
     old = gc.get_threshold()
     gc.callbacks.append(during_collection)
     gc.set_threshold(1, 0, 0) if free_threaded else gc.set_threshold(1, 1, 1)
     try:
         for r in outer:
-            kept.append([])
+            if free_threaded:
+                short_of_a_flush(1 + done % 100, kept)
             sig.connect(r, weak=False)
+            done += 1
             if not armed[0]:
                 break
     finally:
         gc.set_threshold(*old)
         gc.callbacks.remove(during_collection)
     assert errors == []
-    if armed[0] and free_threaded:
-        pytest.skip(
-            "the free-threaded collector did not start inside connect in 2000 "
-            "tries (it runs at eval-breaker checks, often outside the lock); "
-            "the GIL builds prove this promise"
-        )
-    assert not armed[0], "the collector never ran inside connect"
+    assert not armed[0], f"no collection started mid-write in {done} connects"
     connected = sig.receivers
     assert nested in connected  # the nested write survived the outer one
     # ... and so did the outer one: every connect that returned is seen.
-    assert [r for r in connected if r is not nested] == outer[: len(kept)]
+    assert [r for r in connected if r is not nested] == outer[:done]
 
 
 # -- has_listeners and receivers ----------------------------------------------
