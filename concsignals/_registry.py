@@ -149,6 +149,8 @@ def connect_locked(
         skey = key[-1]
         cur = None if sender is None else st.routes.get(skey)
         stale = route = None  # route: the Route the entry is appended to
+        joined: Entry | None = None  # a single entry that becomes a Route
+        old_cache = None
         if sender is None:
             sender_get = None
         elif cur is None or not cur.is_for(sender):
@@ -170,6 +172,7 @@ def connect_locked(
             else:  # its single entry becomes a Route of two
                 assert sender_get is not None
                 new_route = Route(sender_get, [cur, entry], 2)
+                joined, old_cache = cur, cur.cache
         tombstones = st.tombstones + (existing is not None)
         live_own = st.live_own
         if stale is not None:
@@ -197,6 +200,8 @@ def connect_locked(
             route.live += 1
         elif new_route is not None:
             st.routes[skey] = new_route
+            if joined is not None:
+                joined.cache = None  # it holds ``joined``: no cycle left behind
         st.seq += 1
         st.size += 1
         st.tombstones = tombstones
@@ -206,7 +211,7 @@ def connect_locked(
         # -- committed ---------------------------------------------------------
         if isinstance(stale, Entry):
             stale.cache = None  # its merged tuple holds it: break the cycle
-        released += [base, stale, resolved]
+        released += [base, stale, resolved, old_cache]
         return True
 
 
@@ -353,9 +358,12 @@ def rebuilt(st: State) -> State:
     fresh.anylog = [e for e in st.anylog if e.is_live()]
     own: dict[Any, list[Entry]] = {}
     for skey, route in st.routes.items():
-        if isinstance(route, Entry) and not route.is_live():
-            route.cache = None  # its merged tuple holds it: break the cycle
-        live = [e for e in route.own if e.is_live()]
+        live = []
+        for e in route.own:
+            if e.is_live():
+                live.append(e)
+            else:  # a merged tuple it cached as a single route holds it: break
+                e.cache = None  # the cycle, so its hold goes without the collector
         if live:
             own[skey] = live
     for key, value in st.index.items():

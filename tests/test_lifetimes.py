@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -129,6 +130,37 @@ def test_writes_compact_what_died_so_dead_senders_do_not_accumulate():
         assert st.size <= bound
     sig.connect(listener.on_event)
     assert all(sig.has_listeners(s) for s in senders)
+
+
+@pytest.mark.parametrize("sent", [False, True])
+def test_a_strong_receiver_whose_sender_died_goes_without_the_collector(
+    sent: bool,
+) -> None:
+    """A ``weak=False`` receiver lives while its sender does; once the death
+    is compacted away, reference counting frees it: the signal leaves no
+    cycle behind (a route's cached tuple once held its own entry, which held
+    the receiver, until the cyclic collector ran)."""
+
+    class Owner:
+        def __call__(self, sender: object, **kwargs: Any) -> str:
+            return "owner"
+
+    sig = Signal()
+    sender, owner = Sender(), Owner()
+    gone = weakref.ref(owner)
+    gc.collect()
+    gc.disable()
+    try:
+        sig.connect(owner, sender=sender, weak=False)
+        if sent:
+            assert sig.send(sender=sender) == [(owner, "owner")]  # fills a cache
+        sig.connect(Listener().on_event, sender=sender, weak=False)
+        assert len(sig.send(sender=sender)) == 2
+        del owner, sender  # the sender dies; only the signal held the owner
+        assert sig.receivers == []  # compacts the reported death
+        assert gone() is None, "the receiver waits for the cyclic collector"
+    finally:
+        gc.enable()
 
 
 class Cyclic:
