@@ -4,6 +4,7 @@ deadline, and senders racing writers on a saturated pool."""
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import gc
 import pickle
@@ -78,6 +79,30 @@ def test_signal_executor_makes_sends_parallel_and_using_none_inline(
     here = threading.current_thread().name
     assert sig.using(None).send(Shop) == [(name, here)]
     assert sig.using(None, timeout=5).send_robust(Shop) == [(name, here)]
+
+
+def test_every_send_of_a_view_reaches_the_senders_own_receivers(
+    pool: ThreadPoolExecutor,
+) -> None:
+    """A view passes the sender on in all five sends: receivers connected
+    for that sender only are reached, with it."""
+    sig = Signal()
+
+    def shop_only(sender: Any, **kw: Any) -> Any:
+        return sender
+
+    async def shop_only_async(sender: Any, **kw: Any) -> Any:
+        return sender
+
+    sig.connect(shop_only, sender=Shop)
+    view = sig.using(pool)
+    expected = [(shop_only, Shop)]
+    assert view.send(Shop) == expected
+    assert view.send_robust(Shop) == expected
+    assert view.submit(Shop).result(timeout=10) == expected
+    assert asyncio.run(view.asend(Shop)) == expected
+    sig.connect(shop_only_async, sender=Shop)
+    assert asyncio.run(view.asend_robust(Shop)) == [*expected, (shop_only_async, Shop)]
 
 
 def test_each_receiver_sees_a_copy_of_the_senders_context(
