@@ -21,7 +21,17 @@ from typing import Any
 import pytest
 
 from concsignals import Signal, SignalRef, _threads, executors
-from tests.receivers import Fail, Halt, Reply, Shop, Stop, Token, announced, where
+from tests.receivers import (
+    Fail,
+    Halt,
+    Reply,
+    Shop,
+    Signals,
+    Stop,
+    Token,
+    announced,
+    where,
+)
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id")
 
@@ -103,6 +113,19 @@ def test_every_send_of_a_view_reaches_the_senders_own_receivers(
     assert asyncio.run(view.asend(Shop)) == expected
     sig.connect(shop_only_async, sender=Shop)
     assert asyncio.run(view.asend_robust(Shop)) == [*expected, (shop_only_async, Shop)]
+
+
+def test_submit_reaches_the_senders_own_receivers_on_the_signals_executor(
+    pool: ThreadPoolExecutor,
+) -> None:
+    def shop_only(sender: Any, **kw: Any) -> Any:
+        return sender, threading.current_thread().name
+
+    for sig in (Signal(), Signal(executor=pool)):
+        sig.connect(shop_only, sender=Shop)
+        [(r, (sender, thread))] = sig.submit(Shop).result(timeout=10)
+        assert (r, sender) == (shop_only, Shop)
+        assert thread.startswith("test-pool") == (sig._executor is pool)
 
 
 def test_each_receiver_sees_a_copy_of_the_senders_context(
@@ -502,6 +525,24 @@ def test_an_unpicklable_argument_is_named(process_pool: Executor) -> None:
     with pytest.raises(pickle.PicklingError, match="'lock'"):
         sig.using(spy).send(Shop, lock=lock)
     assert spy.submitted == 0
+    [(_, err)] = sig.using(spy).send_robust(lock)
+    assert f"sender {lock!r} cannot be pickled" in str(err)
+    # Each argument pickles alone, but the send's did not: none is named.
+    [(_, err)] = sig.using(spy).send_robust(Shop, once=PicklesOnlyLater())
+    assert "the send's arguments cannot be pickled" in str(err)
+    assert spy.submitted == 0
+
+
+class PicklesOnlyLater:
+    """Refuses to be pickled the first time only."""
+
+    refused = False
+
+    def __reduce__(self) -> Any:
+        if not PicklesOnlyLater.refused:
+            PicklesOnlyLater.refused = True
+            raise TypeError("not this time")
+        return (PicklesOnlyLater, ())
 
 
 @pytest.mark.timeout(30)
@@ -522,8 +563,26 @@ def test_a_worker_process_gets_a_signal_ref_naming_the_signal(
     assert ref.resolve() is announced
     anonymous = SignalRef.of(Signal())
     assert anonymous.module is None
-    with pytest.raises(LookupError):
+    with pytest.raises(LookupError, match="not found in any module"):
         anonymous.resolve()
+
+
+def test_signal_refs_name_places_and_compare_by_them() -> None:
+    paid = SignalRef.of(Signals.paid)
+    assert str(paid) == "tests.receivers.Signals.paid"
+    assert paid.resolve() is Signals.paid
+    assert paid == Signals.paid
+    # Two refs to one place are equal whatever their descriptions.
+    assert SignalRef("m", "n", "one") == SignalRef("m", "n", "two")
+    assert hash(SignalRef("m", "n", "one")) == hash(SignalRef("m", "n", "two"))
+    # Unplaced refs are equal only if their descriptions are.
+    first, second = SignalRef.of(Signal()), SignalRef.of(Signal())
+    assert first != second
+    assert first == SignalRef(None, None, first.description)
+    # A ref that cannot be resolved equals no signal.
+    assert SignalRef("tests.no_such_module", "x", "gone") != Signals.paid
+    with pytest.raises(LookupError):
+        SignalRef("tests.receivers", None, "half placed").resolve()
 
 
 @pytest.mark.timeout(30)
