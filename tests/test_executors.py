@@ -576,7 +576,8 @@ def test_signal_refs_name_places_and_compare_by_them() -> None:
     assert SignalRef("m", "n", "one") == SignalRef("m", "n", "two")
     assert hash(SignalRef("m", "n", "one")) == hash(SignalRef("m", "n", "two"))
     # Unplaced refs are equal only if their descriptions are.
-    first, second = SignalRef.of(Signal()), SignalRef.of(Signal())
+    one, two = Signal(), Signal()  # both alive: distinct reprs
+    first, second = SignalRef.of(one), SignalRef.of(two)
     assert first != second
     assert first == SignalRef(None, None, first.description)
     # A ref that cannot be resolved equals no signal.

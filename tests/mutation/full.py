@@ -66,16 +66,18 @@ def classify(name: str, code: int | None) -> str:
         return "equivalent" if name in EQUIVALENT else "survived"
     if code in NO_TESTS:
         return "no tests"
+    if code is None:
+        return "not checked"
     return "other"
 
 
 def report(by_module: dict[str, dict[str, int | None]]) -> int:
     """Print the table; 1 if a survivor is unexplained or the list is stale."""
-    columns = ("killed", "equivalent", "survived", "no tests", "other")
+    columns = ("killed", "equivalent", "survived", "no tests", "not checked", "other")
     total: Counter[str] = Counter()
     survivors: list[str] = []
     surviving: set[str] = set()
-    print(f"{'module':28} {'total':>6} " + " ".join(f"{c:>10}" for c in columns))
+    print(f"{'module':28} {'total':>6} " + " ".join(f"{c:>11}" for c in columns))
     for module, codes in by_module.items():
         counts: Counter[str] = Counter()
         for name, code in codes.items():
@@ -88,7 +90,14 @@ def report(by_module: dict[str, dict[str, int | None]]) -> int:
         total += counts
         print(_row(module, counts, columns))
     print(_row("all", total, columns))
-    stale = sorted(set(EQUIVALENT) - surviving)
+    # Stale: listed, but checked by this run and not a survivor, or gone.
+    checked = {n: c for codes in by_module.values() for n, c in codes.items()}
+    stale = sorted(
+        n for n in EQUIVALENT if n not in surviving and checked.get(n, 0) is not None
+    )
+    unchecked = sum(code is None for code in checked.values())
+    if unchecked:
+        print(f"not checked yet: {unchecked} (the run was interrupted)")
     for name in survivors:
         print(f"survived: {name}")
     for name in stale:
@@ -98,9 +107,9 @@ def report(by_module: dict[str, dict[str, int | None]]) -> int:
 
 def _row(label: str, counts: Counter[str], columns: Sequence[str]) -> str:
     n = sum(counts.values())
-    judged = n - counts["equivalent"]
+    judged = n - counts["equivalent"] - counts["not checked"]
     score = f"{100 * counts['killed'] / judged:5.1f}%" if judged else "  -"
-    cells = " ".join(f"{counts[c]:>10}" for c in columns)
+    cells = " ".join(f"{counts[c]:>11}" for c in columns)
     return f"{label:28} {n:>6} {cells}  {score}"
 
 
