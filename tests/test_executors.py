@@ -115,6 +115,17 @@ def test_every_send_of_a_view_reaches_the_senders_own_receivers(
     assert asyncio.run(view.asend_robust(Shop)) == [*expected, (shop_only_async, Shop)]
 
 
+def test_asend_and_asend_robust_reach_the_senders_own_receivers() -> None:
+    sig = Signal()
+
+    async def shop_only(sender: Any, **kw: Any) -> Any:
+        return sender
+
+    sig.connect(shop_only, sender=Shop)
+    assert asyncio.run(sig.asend(Shop)) == [(shop_only, Shop)]
+    assert asyncio.run(sig.asend_robust(Shop)) == [(shop_only, Shop)]
+
+
 def test_submit_reaches_the_senders_own_receivers_on_the_signals_executor(
     pool: ThreadPoolExecutor,
 ) -> None:
