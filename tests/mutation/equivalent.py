@@ -49,6 +49,16 @@ EQUIVALENT: dict[str, str] = {
         "> for >= against the deadline: the two differ only at the exact "
         "float instant of the deadline"
     ),
+    # _threads.py
+    "concsignals._threads.x_wait__mutmut_1": (
+        "the first progress count to compare with: the count of begun calls "
+        "is never None, -1 or -2, so the first slice never steals either way"
+    ),
+    "concsignals._threads.x_wait__mutmut_3": "as _1: -2 for -1",
+    "concsignals._threads.x_wait__mutmut_9": (
+        "< for <= against the time left: they differ only at the exact float "
+        "instant of the deadline"
+    ),
     # _async.py
     "concsignals._async.x_run_private__mutmut_10": _THREAD_NAME,
     "concsignals._async.x_run_private__mutmut_12": _THREAD_NAME,
