@@ -19,6 +19,12 @@ from concsignals import Signal
 announced = Signal()
 
 
+class Signals:
+    """A signal as a class attribute: its ``SignalRef`` name is dotted."""
+
+    paid = Signal()
+
+
 class Shop:
     """A sender (classes pickle by reference)."""
 

@@ -834,10 +834,13 @@ def test_cancelling_the_awaiting_task_cancels_the_receivers(asyncio_logs):
         while not started.is_set():
             await asyncio.sleep(0.001)
         task.cancel()
+        # The cancelled send waits for the thread's call, which began: let it
+        # finish soon (its failure has nowhere to go) rather than in 10 s.
+        asyncio.get_running_loop().call_later(0.1, release.set)
         with pytest.raises(asyncio.CancelledError):
             await task
         assert state == ["waits cancelled"]
-        release.set()  # the thread finishes, its failure has nowhere to go
+        assert release.is_set()  # the send waited for the thread's call
         await asyncio.sleep(0.05)
 
     run_clean(main)

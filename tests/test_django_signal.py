@@ -208,6 +208,93 @@ def test_assigning_a_tuple_with_only_a_sender_id_is_refused() -> None:
     assert ours.receivers == []
 
 
+class Uid:
+    """A ``dispatch_uid`` whose ``==`` and ``hash`` are user code; two uids
+    of one ``tag`` share a hash without being equal."""
+
+    def __init__(self, name: str, tag: str = "") -> None:
+        self.name, self.tag = name, tag
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Uid) and other.name == self.name
+
+    def __hash__(self) -> int:
+        return hash(self.tag)
+
+
+def test_assigned_receivers_keep_kind_strong_hold_sender_and_uid() -> None:
+    """Connections assigned from another signal become new entries with all
+    that the originals had: async or not, held strongly, their sender, their
+    uid (two uids of one hash both kept)."""
+    source, s = Signal(), Signal()
+    sender = Sender()
+
+    def strong(sender: Any, **kwargs: Any) -> str:
+        return "strong"
+
+    source.connect(async_r)
+    source.connect(strong, weak=False)
+    source.connect(sync_r, sender=sender, dispatch_uid=Uid("a"))
+    source.connect(sync_r2, dispatch_uid=Uid("b"))
+    source.connect(sync_r2, dispatch_uid=Uid("c"))  # same hash as b
+    s.receivers = source.receivers
+    source.receivers = []  # the assigned ones are s's own
+    del strong
+    gc.collect()
+    responses = asyncio.run(s.asend(sender))
+    assert sorted(r for _, r in responses) == [
+        "async",
+        "strong",
+        "sync",
+        "sync2",
+        "sync2",
+    ]
+    robust = sorted(r for _, r in s.send_robust(None))
+    assert robust == ["async", "strong", "sync2", "sync2"]
+    assert s.disconnect(sync_r2, dispatch_uid=Uid("b")) is True
+    assert s.disconnect(sync_r2, dispatch_uid=Uid("c")) is True
+    assert s.disconnect(sync_r, sender=sender, dispatch_uid=Uid("a")) is True
+
+
+def test_reassigning_keeps_uid_connections_and_refuses_foreign_entries() -> None:
+    """A uid connection assigned back to its signal is kept as it is (a send
+    under way still calls it); one read from another signal is copied, so a
+    disconnect there leaves this one connected."""
+    s, other = Signal(), Signal()
+    calls: list[str] = []
+
+    def first(**kwargs: Any) -> None:
+        calls.append("first")
+        s.receivers = s.receivers
+
+    def second(**kwargs: Any) -> None:
+        calls.append("second")
+
+    s.connect(first)
+    s.connect(second, dispatch_uid=Uid("second"))
+    s.send(None)
+    assert calls == ["first", "second"]
+    other.connect(sync_r2, dispatch_uid=Uid("u"))  # a bucket s has too
+    other.connect(sync_r)
+    s.receivers = other.receivers
+    assert other.disconnect(dispatch_uid=Uid("u")) and other.disconnect(sync_r)
+    assert [r for r, _ in s.send(None)] == [sync_r2, sync_r]
+
+
+def test_assigning_duplicates_connects_each_once_and_old_snapshots_still_read() -> None:
+    s = Signal()
+    sender = Sender()
+    s.connect(sync_r)
+    s.connect(sync_r2, sender=sender)
+    saved = s.receivers
+    s.receivers = saved[:1] + saved  # later duplicates of a key are dropped
+    assert [r for r, _ in s.send(sender)] == [sync_r, sync_r2]
+    old = s._snapshot  # what a send under way holds
+    s.send(sender)  # caches the sender's merged tuple on its route
+    s.receivers = []
+    assert all(e.get() is None for e in old.lookup(sender))  # no stale cache
+
+
 # -- sending: Django's order, logger, frame depth, threads ----------------------
 
 

@@ -4,6 +4,7 @@ deadline, and senders racing writers on a saturated pool."""
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import gc
 import pickle
@@ -19,8 +20,18 @@ from typing import Any
 
 import pytest
 
-from concsignals import Signal, SignalRef, executors
-from tests.receivers import Fail, Halt, Reply, Shop, Stop, Token, announced, where
+from concsignals import Signal, SignalRef, _threads, executors
+from tests.receivers import (
+    Fail,
+    Halt,
+    Reply,
+    Shop,
+    Signals,
+    Stop,
+    Token,
+    announced,
+    where,
+)
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id")
 
@@ -78,6 +89,54 @@ def test_signal_executor_makes_sends_parallel_and_using_none_inline(
     here = threading.current_thread().name
     assert sig.using(None).send(Shop) == [(name, here)]
     assert sig.using(None, timeout=5).send_robust(Shop) == [(name, here)]
+
+
+def test_every_send_of_a_view_reaches_the_senders_own_receivers(
+    pool: ThreadPoolExecutor,
+) -> None:
+    """A view passes the sender on in all five sends: receivers connected
+    for that sender only are reached, with it."""
+    sig = Signal()
+
+    def shop_only(sender: Any, **kw: Any) -> Any:
+        return sender
+
+    async def shop_only_async(sender: Any, **kw: Any) -> Any:
+        return sender
+
+    sig.connect(shop_only, sender=Shop)
+    view = sig.using(pool)
+    expected = [(shop_only, Shop)]
+    assert view.send(Shop) == expected
+    assert view.send_robust(Shop) == expected
+    assert view.submit(Shop).result(timeout=10) == expected
+    assert asyncio.run(view.asend(Shop)) == expected
+    sig.connect(shop_only_async, sender=Shop)
+    assert asyncio.run(view.asend_robust(Shop)) == [*expected, (shop_only_async, Shop)]
+
+
+def test_asend_and_asend_robust_reach_the_senders_own_receivers() -> None:
+    sig = Signal()
+
+    async def shop_only(sender: Any, **kw: Any) -> Any:
+        return sender
+
+    sig.connect(shop_only, sender=Shop)
+    assert asyncio.run(sig.asend(Shop)) == [(shop_only, Shop)]
+    assert asyncio.run(sig.asend_robust(Shop)) == [(shop_only, Shop)]
+
+
+def test_submit_reaches_the_senders_own_receivers_on_the_signals_executor(
+    pool: ThreadPoolExecutor,
+) -> None:
+    def shop_only(sender: Any, **kw: Any) -> Any:
+        return sender, threading.current_thread().name
+
+    for sig in (Signal(), Signal(executor=pool)):
+        sig.connect(shop_only, sender=Shop)
+        [(r, (sender, thread))] = sig.submit(Shop).result(timeout=10)
+        assert (r, sender) == (shop_only, Shop)
+        assert thread.startswith("test-pool") == (sig._executor is pool)
 
 
 def test_each_receiver_sees_a_copy_of_the_senders_context(
@@ -174,8 +233,12 @@ def test_a_send_from_work_the_user_put_on_the_pool_finishes(
 
 @pytest.mark.timeout(20)
 def test_send_cancels_receivers_not_started_after_a_failure(
-    one: ThreadPoolExecutor,
+    one: ThreadPoolExecutor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The fallback is switched off: after two 50 ms slices without a call
+    # beginning, the sender would run record itself while boom still runs
+    # (a legal steal), so a slow machine failed this test.
+    monkeypatch.setattr(_threads, "PATIENCE", 600.0)
     sig = Signal()
     called: list[str] = []
 
@@ -473,6 +536,24 @@ def test_an_unpicklable_argument_is_named(process_pool: Executor) -> None:
     with pytest.raises(pickle.PicklingError, match="'lock'"):
         sig.using(spy).send(Shop, lock=lock)
     assert spy.submitted == 0
+    [(_, err)] = sig.using(spy).send_robust(lock)
+    assert f"sender {lock!r} cannot be pickled" in str(err)
+    # Each argument pickles alone, but the send's did not: none is named.
+    [(_, err)] = sig.using(spy).send_robust(Shop, once=PicklesOnlyLater())
+    assert "the send's arguments cannot be pickled" in str(err)
+    assert spy.submitted == 0
+
+
+class PicklesOnlyLater:
+    """Refuses to be pickled the first time only."""
+
+    refused = False
+
+    def __reduce__(self) -> Any:
+        if not PicklesOnlyLater.refused:
+            PicklesOnlyLater.refused = True
+            raise TypeError("not this time")
+        return (PicklesOnlyLater, ())
 
 
 @pytest.mark.timeout(30)
@@ -493,8 +574,27 @@ def test_a_worker_process_gets_a_signal_ref_naming_the_signal(
     assert ref.resolve() is announced
     anonymous = SignalRef.of(Signal())
     assert anonymous.module is None
-    with pytest.raises(LookupError):
+    with pytest.raises(LookupError, match="not found in any module"):
         anonymous.resolve()
+
+
+def test_signal_refs_name_places_and_compare_by_them() -> None:
+    paid = SignalRef.of(Signals.paid)
+    assert str(paid) == "tests.receivers.Signals.paid"
+    assert paid.resolve() is Signals.paid
+    assert paid == Signals.paid
+    # Two refs to one place are equal whatever their descriptions.
+    assert SignalRef("m", "n", "one") == SignalRef("m", "n", "two")
+    assert hash(SignalRef("m", "n", "one")) == hash(SignalRef("m", "n", "two"))
+    # Unplaced refs are equal only if their descriptions are.
+    one, two = Signal(), Signal()  # both alive: distinct reprs
+    first, second = SignalRef.of(one), SignalRef.of(two)
+    assert first != second
+    assert first == SignalRef(None, None, first.description)
+    # A ref that cannot be resolved equals no signal.
+    assert SignalRef("tests.no_such_module", "x", "gone") != Signals.paid
+    with pytest.raises(LookupError):
+        SignalRef("tests.receivers", None, "half placed").resolve()
 
 
 @pytest.mark.timeout(30)
@@ -671,8 +771,6 @@ def test_a_nested_send_on_a_fresh_one_worker_pool_is_detected(
     """Issue 11 item 6: a fresh worker's first task was missed without
     CPython's ``Thread._args``; detection now reads no private attribute.
     The fallback is switched off (``PATIENCE``): only detection can finish."""
-    from concsignals import _threads
-
     monkeypatch.setattr(_threads, "PATIENCE", 600.0)
     sig = Signal()
     sig.connect(leaf := Reply("leaf"))

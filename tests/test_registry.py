@@ -257,3 +257,55 @@ def test_replace_then_connect_and_disconnect_as_usual() -> None:
     assert s.disconnect(a, sender=sender)
     assert not s.disconnect(a, sender=sender)
     assert [r for r, _ in s.send(sender)] == [b]
+
+
+# -- replacing every connection (Django's ``receivers = [...]``) --------------
+
+
+def asked(sig: Signal, receiver: Any, get: Any = None) -> _registry.Wanted:
+    """What ``replace_locked`` is to connect: ``receiver`` for any sender."""
+    if get is None:
+        get, _ = receiver_getter(receiver, True, sig._notice)
+    key = _registry.lookup_key(receiver, None, None)
+    return _registry.Wanted(key, None, get, None, None, False, None)
+
+
+def test_a_replacement_is_redone_on_top_of_a_write_nested_inside_it() -> None:
+    """The publish check of ``replace_locked``: a write made while it
+    prepares (as a ``__del__`` run by the collector would) makes it start
+    again, and what it publishes is the replacement."""
+    sig = Signal()
+
+    def a(**kw: Any) -> None:
+        pass
+
+    def b(**kw: Any) -> None:
+        pass
+
+    get_a, _ = receiver_getter(a, True, sig._notice)
+    nested: list[bool] = []
+
+    def get_once() -> Any:  # the new entry's liveness check calls it
+        if not nested:
+            nested.append(True)
+            sig.connect(b)  # the nested write
+        return get_a()
+
+    replace(sig, [asked(sig, a, get_once)])
+    assert nested
+    assert sig.receivers == [a]
+    assert [r for r, _ in sig.send(None)] == [a]
+
+
+def test_a_replacement_skips_one_that_died_and_connects_the_rest() -> None:
+    sig = Signal()
+
+    def a(**kw: Any) -> None:
+        pass
+
+    def b(**kw: Any) -> None:
+        pass
+
+    replace(sig, [asked(sig, a), asked(sig, b, DEAD), asked(sig, a)])
+    replace(sig, [asked(sig, b, DEAD), asked(sig, a)])
+    assert sig.receivers == [a]
