@@ -262,12 +262,12 @@ def test_replace_then_connect_and_disconnect_as_usual() -> None:
 # -- replacing every connection (Django's ``receivers = [...]``) --------------
 
 
-def asked(sig: Signal, receiver: Any, get: Any = None) -> _registry.Wanted:
+def asked(sig: Signal, receiver: Any, get: Any = None) -> _replace.Wanted:
     """What ``replace_locked`` is to connect: ``receiver`` for any sender."""
     if get is None:
         get, _ = receiver_getter(receiver, True, sig._notice)
     key = _registry.lookup_key(receiver, None, None)
-    return _registry.Wanted(key, None, get, None, None, False, None)
+    return _replace.Wanted(key, None, get, None, None, False, None)
 
 
 def test_a_replacement_is_redone_on_top_of_a_write_nested_inside_it() -> None:
