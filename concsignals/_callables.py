@@ -13,7 +13,7 @@ import types
 from typing import Any
 
 #: CPython's code flags, as :mod:`inspect` names them (``inspect.CO_*``);
-#: tests/test_signal.py checks that they agree.
+#: tests/test_imports.py checks that they agree.
 CO_VARKEYWORDS = 0x08
 CO_COROUTINE = 0x80
 
