@@ -289,6 +289,52 @@ def test_base_exceptions_are_never_caught(pool: ThreadPoolExecutor) -> None:
     del halt, r
 
 
+class InterruptedPool(ThreadPoolExecutor):
+    """A thread pool whose second ``submit`` is interrupted (Ctrl-C, say):
+    it raises a BaseException in the sender's thread mid-send."""
+
+    def __init__(self) -> None:
+        super().__init__(2, thread_name_prefix="interrupted")
+        self.submits = 0
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        self.submits += 1
+        if self.submits == 2:
+            raise Stop("interrupted")
+        return super().submit(fn, *args, **kwargs)
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("timeout", [None, 10.0])
+def test_an_interrupted_send_waits_for_its_begun_calls_then_raises(
+    timeout: float | None,
+) -> None:
+    """A BaseException in the sender's own thread (here, while it hands the
+    second call to the pool) closes the send, so no other call begins, and
+    propagates only once every call that began has ended."""
+    pool = InterruptedPool()
+    ended = threading.Event()
+    called: list[str] = []
+
+    def slow(**kw: Any) -> None:
+        time.sleep(0.3)
+        ended.set()
+
+    def later(**kw: Any) -> None:
+        called.append("later")
+
+    sig = Signal()
+    sig.connect(slow)
+    sig.connect(later)
+    try:
+        with pytest.raises(Stop, match="interrupted"):
+            sig.using(pool, timeout=timeout).send(Shop)
+        assert ended.is_set()
+    finally:
+        pool.shutdown(wait=True)
+    assert called == []
+
+
 @pytest.mark.timeout(20)
 def test_a_receiver_not_started_by_the_deadline_never_runs(
     one: ThreadPoolExecutor,
@@ -606,6 +652,61 @@ def test_a_base_exception_in_a_worker_process_propagates(
     with pytest.raises(Stop):
         sig.using(process_pool).send_robust(Shop)
     del halt
+
+
+# -- the worker's side, in this process ---------------------------------------
+# A process pool runs executors.call_pickled in its workers, out of reach of
+# coverage and of mutation testing's record of which test calls what; here
+# it runs in the test process, as a worker would run it.
+
+
+def echo(signal: Any, sender: Any, **named: Any) -> tuple[Any, Any, dict[str, Any]]:
+    return signal, sender, named
+
+
+class Carried:
+    """A monitor's carrier: logs its context to ``Carried.log``."""
+
+    log: list[tuple[str, str, Any]] = []
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __enter__(self) -> None:
+        Carried.log.append(("enter", self.name, None))
+
+    def __exit__(self, kind: Any, err: Any, tb: Any) -> None:
+        Carried.log.append(("exit", self.name, kind))
+
+
+def test_a_worker_calls_the_receiver_with_the_signal_sender_and_arguments() -> None:
+    args = executors.dumps_args(announced, Shop, {"order": 7})
+    signal, sender, named = executors.call_pickled(pickle.dumps(echo), args, 0)
+    assert signal == announced and signal.resolve() is announced
+    assert sender is Shop
+    assert named == {"order": 7}
+
+
+def test_a_worker_runs_the_call_inside_its_carriers_and_tells_them_the_error() -> None:
+    carriers = (pickle.dumps(Carried("outer")), pickle.dumps(Carried("inner")))
+    args = executors.dumps_args(announced, Shop, {})
+    Carried.log.clear()
+    assert executors.call_pickled(pickle.dumps(Reply("r")), args, 0, carriers) == "r"
+    assert Carried.log == [
+        ("enter", "outer", None),
+        ("enter", "inner", None),
+        ("exit", "inner", None),
+        ("exit", "outer", None),
+    ]
+    Carried.log.clear()
+    with pytest.raises(ValueError, match="boom"):
+        executors.call_pickled(pickle.dumps(Fail("boom")), args, 0, carriers)
+    assert Carried.log == [
+        ("enter", "outer", None),
+        ("enter", "inner", None),
+        ("exit", "inner", ValueError),
+        ("exit", "outer", ValueError),
+    ]
 
 
 # -- dask -------------------------------------------------------------------

@@ -14,13 +14,13 @@ import asyncio
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import pytest
 
 from concsignals import Signal, _run
-from tests.receivers import Reply, Shop
+from tests.receivers import Halt, Reply, Shop, Stop
 
 T = TypeVar("T")
 
@@ -260,3 +260,154 @@ def test_no_call_is_handed_over_once_the_deadline_passed(
     assert slow.submits == 1
     assert [r for r, _ in result] == [a, b]
     assert "was not started" in str(result[1][1])
+
+
+# -- handed over, then cancelled (out of process) ---------------------------------
+
+
+class Parked(ProcessPoolExecutor):
+    """An out-of-process executor whose queue a test controls.
+
+    It is a ``ProcessPoolExecutor`` to concsignals (whose cancelled futures
+    never ran), but starts no process: the jobs listed in ``run`` run at once
+    in the caller's thread, and the others are *parked*: their Futures stay
+    pending, as calls queued behind busy workers do, until the send cancels
+    them or the test ends them (:meth:`fail`)."""
+
+    def __init__(self, run: set[int]) -> None:
+        super().__init__(1)
+        self.run = run
+        self.submits = 0
+        self.parked: list[Future[Any]] = []
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kw: Any) -> Future[T]:
+        index, self.submits = self.submits, self.submits + 1
+        fut: Future[T] = Future()
+        if index in self.run:
+            fut.set_running_or_notify_cancel()
+            try:
+                fut.set_result(fn(*args, **kw))
+            except BaseException as err:
+                fut.set_exception(err)
+        else:
+            self.parked.append(fut)  # type: ignore[arg-type]
+        return fut
+
+    def fail(self, k: int, err: BaseException, after: float) -> None:
+        """In ``after`` seconds, the ``k``-th parked job raises ``err``."""
+
+        def later() -> None:
+            fut = self.parked[k]
+            if fut.set_running_or_notify_cancel():
+                fut.set_exception(err)
+
+        threading.Timer(after, later).start()
+
+
+@pytest.fixture
+def parked() -> Iterator[Callable[[set[int]], Parked]]:
+    made: list[Parked] = []
+
+    def make(run: set[int]) -> Parked:
+        made.append(Parked(run))
+        return made[-1]
+
+    yield make
+    for p in made:
+        p.shutdown()
+
+
+@pytest.mark.timeout(30)
+def test_handed_over_calls_cancelled_at_the_deadline_were_not_started(
+    parked: Callable[[set[int]], Parked],
+) -> None:
+    pool = parked({0})
+    sig = Signal()
+    sig.connect(a := Reply("a"))
+    sig.connect(b := Reply("b"))
+    sig.connect(c := Reply("c"))
+    result = sig.using(pool, timeout=0.2).send_robust(Shop)
+    assert [r for r, _ in result] == [a, b, c]
+    assert result[0][1] == "a"
+    for r, err in result[1:]:
+        assert isinstance(err, TimeoutError)
+        assert f"receiver {r!r} was not started within the 0.2 s timeout" in str(err)
+    assert len(pool.parked) == 2
+    assert all(f.cancelled() for f in pool.parked)
+
+
+@pytest.mark.timeout(30)
+def test_handed_over_calls_cancelled_after_a_failure_drop_out(
+    parked: Callable[[set[int]], Parked],
+) -> None:
+    """The earliest call fails while later ones wait in the executor's queue:
+    the send closes and cancels them; never begun, they are no part of the
+    outcome (no note on the error, no time-out)."""
+    pool = parked(set())
+    pool.fail(0, Boom("first"), after=0.1)
+    sig = Signal()
+    receivers = [Reply("a"), Reply("b"), Reply("c")]
+    for r in receivers:
+        sig.connect(r)
+    with pytest.raises(Boom, match="first") as caught:
+        sig.using(pool, timeout=20).send(Shop)
+    assert getattr(caught.value, "__notes__", []) == []
+    assert [f.cancelled() for f in pool.parked] == [False, True, True]
+
+
+@pytest.mark.timeout(30)
+def test_an_earlier_call_still_queued_at_the_deadline_wins_over_a_later_failure(
+    parked: Callable[[set[int]], Parked],
+) -> None:
+    """Call 1 fails (closing the send, which cancels call 2); call 0, earlier,
+    is still queued at the deadline and is cancelled then: it timed out
+    without starting, and as the earliest slot its time-out is raised."""
+    pool = parked(set())
+    pool.fail(1, Boom("second"), after=0.05)
+    sig = Signal()
+    receivers = [Reply("a"), Reply("b"), Reply("c")]
+    for r in receivers:
+        sig.connect(r)
+    with pytest.raises(TimeoutError, match="was not started") as caught:
+        sig.using(pool, timeout=0.5).send(Shop)
+    assert f"receiver {receivers[0]!r} was not started" in str(caught.value)
+    notes = getattr(caught.value, "__notes__", [])
+    assert len(notes) == 1 and "Boom: second" in notes[0]
+    assert [f.cancelled() for f in pool.parked] == [True, False, True]
+
+
+@pytest.mark.timeout(30)
+def test_cancelling_a_submit_future_cancels_the_calls_handed_over(
+    parked: Callable[[set[int]], Parked],
+) -> None:
+    """``submit()`` through an out-of-process executor (no deadline): its
+    Future is concsignals' own; cancelling it closes the send, which cancels
+    every call still queued."""
+    pool = parked(set())
+    sig = Signal()
+    receivers = [Reply("a"), Reply("b")]
+    for r in receivers:
+        sig.connect(r)
+    fut = sig.using(pool).submit(Shop)
+    assert not fut.done()
+    assert len(pool.parked) == 2
+    assert fut.cancel()
+    assert all(f.cancelled() for f in pool.parked)
+
+
+@pytest.mark.timeout(30)
+def test_a_submit_closed_while_handing_over_cancels_what_it_handed(
+    parked: Callable[[set[int]], Parked],
+) -> None:
+    """A fatal error while ``submit()`` is still handing calls over closes the
+    send before it could cancel anything; what was handed over is cancelled
+    once the hand-off is done, and the Future gets the error."""
+    pool = parked({1})
+    sig = Signal()
+    receivers = [Reply("a"), Halt(), Reply("c")]
+    for r in receivers:
+        sig.connect(r)
+    fut = sig.using(pool).submit(Shop)
+    assert isinstance(fut.exception(timeout=10), Stop)
+    assert len(pool.parked) == 1  # "c" was never handed over
+    assert pool.parked[0].cancelled()
