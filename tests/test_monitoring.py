@@ -432,3 +432,124 @@ def test_uninstalling_leaves_nothing_on(recorder: Recorder) -> None:
     monitoring.install(recorder)  # the fixture uninstalls it again
     monitoring.install(recorder)
     assert monitoring.monitors() == (recorder,)
+
+
+# -- the monitored plain send is the plain send -----------------------------------
+
+
+class Context:
+    """What :class:`Wrapping` returns from ``call_began``: entered around the
+    call, told of its error."""
+
+    def __init__(self, log: list[Any]) -> None:
+        self.log = log
+
+    def __enter__(self) -> None:
+        self.log.append("enter")
+
+    def __exit__(self, kind: Any, err: Any, tb: Any) -> None:
+        self.log.append(("exit", kind))
+
+
+class Wrapping(Recorder):
+    """A recorder whose ``call_began`` returns a context for the call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.contexts: list[Any] = []
+
+    def call_began(self, call: monitoring.CallEvent) -> Context:
+        super().call_began(call)
+        return Context(self.contexts)
+
+
+@pytest.mark.parametrize("robust", [False, True], ids=["send", "send_robust"])
+def test_a_monitored_plain_send_does_what_the_plain_send_does(
+    robust: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``signal.send``/``send_robust`` without executor or deadline, watched:
+    the receivers get the same arguments, the results, the failure, its log
+    line and the dead receiver's clean-up are the plain send's; each call
+    runs inside its monitor's context, which is told of the error."""
+    seen: list[Any] = []
+    holder: list[Any] = [Reply("gone")]
+
+    def echo(signal: Any, sender: Any, **named: Any) -> str:
+        seen.append((signal, sender, named))
+        holder.clear()  # the next receiver dies mid-send
+        return "echo"
+
+    sig = Signal()
+    sig.connect(echo)
+    sig.connect(holder[0])
+    sig.connect(fail := Fail("bad"))
+    sig.connect(after := Reply("after"))
+    rec = Wrapping()
+    monitoring.install(rec)
+    try:
+        with caplog.at_level(logging.ERROR, logger="concsignals"):
+            if robust:
+                result = sig.send_robust(Shop, n=1)
+            else:
+                with pytest.raises(ValueError, match="bad"):
+                    sig.send(Shop, n=1)
+    finally:
+        monitoring.uninstall(rec)
+    assert seen == [(sig, Shop, {"n": 1})]
+    (send,) = rec.sends
+    assert send.sender is Shop and send.robust is robust
+    assert send.signal is sig
+    (ended,) = rec.ended
+    assert ended is send
+    assert (ended.error is None) if robust else isinstance(ended.error, ValueError)
+    if robust:
+        assert [r for r, _ in result] == [echo, fail, after]
+        assert result[0][1] == "echo" and result[2][1] == "after"
+        assert isinstance(result[1][1], ValueError)
+        assert rec.outcomes() == ["result", "skipped", "exception", "result"]
+        assert rec.contexts == [
+            "enter",
+            ("exit", None),
+            "enter",
+            ("exit", ValueError),
+            "enter",
+            ("exit", None),
+        ]
+        (line,) = [r for r in caplog.records if r.levelno == logging.ERROR]
+        assert line.getMessage() == (
+            f"Error calling {fail!r} in Signal.send_robust() (bad)"
+        )
+        assert line.exc_info is not None and line.exc_info[1] is result[1][1]
+    else:
+        assert rec.outcomes() == ["result", "skipped", "exception", "not begun"]
+        assert rec.contexts == ["enter", ("exit", None), "enter", ("exit", ValueError)]
+        assert caplog.records == []
+    if robust:  # it met a dead entry and returned: later sends do not see it
+        assert [e.get() for e in sig._snapshot.lookup(Shop)] == [echo, fail, after]
+
+
+@pytest.mark.parametrize("robust", [False, True], ids=["send", "send_robust"])
+def test_a_send_that_finds_the_monitors_gone_runs_unwatched(robust: bool) -> None:
+    """``monitoring.installed`` was read true, but the last monitor was
+    uninstalled before the send started watching: the plain send runs."""
+    from concsignals import _inline
+
+    seen: list[Any] = []
+
+    def echo(signal: Any, sender: Any, **named: Any) -> str:
+        seen.append((signal, sender, named))
+        return "echo"
+
+    sig = Signal()
+    sig.connect(echo)
+    sig.connect(fail := Fail("bad"))
+    entries = sig._snapshot.lookup(Shop)
+    assert not monitoring.installed
+    if robust:
+        result = _inline.send_watched(sig, entries, Shop, {"n": 1}, True)
+        assert [r for r, _ in result] == [echo, fail]
+        assert result[0][1] == "echo" and isinstance(result[1][1], ValueError)
+    else:
+        with pytest.raises(ValueError, match="bad"):
+            _inline.send_watched(sig, entries, Shop, {"n": 1}, False)
+    assert seen == [(sig, Shop, {"n": 1})]
