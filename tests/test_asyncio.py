@@ -1454,3 +1454,158 @@ def test_repeated_asends_whose_first_sync_receiver_fails_raise_its_error():
         return raised
 
     assert run_clean(main) == ["boom"] * 50
+
+
+# -- the private loop's edges (mutants of the full mutation run) -------------------
+
+
+def test_a_nested_mixed_send_that_fails_raises_in_the_receiver_that_sent_it():
+    """The nested send runs its loop on a helper thread; its failure is
+    raised in the calling receiver, not returned as a value."""
+    inner = Signal()
+
+    async def fails(sender: object, **kwargs: Any) -> None:
+        raise Boom("inner")
+
+    inner.connect(fails)
+    caught: list[BaseException] = []
+
+    def nested(sender: object, **kwargs: Any) -> str:
+        try:
+            inner.send(sender=None)
+        except Boom as err:
+            caught.append(err)
+        return "nested"
+
+    outer = Signal()
+    outer.connect(async_r("outer async"), weak=False)
+    outer.connect(nested)
+    assert [v for _, v in outer.send(sender=None)] == ["outer async", "nested"]
+    assert [str(e) for e in caught] == ["inner"]
+
+
+@pytest.mark.timeout(30)
+def test_a_sync_send_in_a_fresh_threads_running_loop_is_refused():
+    """Refused in a thread that never ran a private loop of concsignals."""
+    sig = Signal()
+    sig.connect(async_r("a"), weak=False)
+    errors: list[BaseException] = []
+
+    async def main() -> None:
+        try:
+            sig.send(sender=None)
+        except BaseException as err:
+            errors.append(err)
+
+    thread = threading.Thread(target=asyncio.run, args=(main(),))
+    thread.start()
+    thread.join(20)
+    assert len(errors) == 1 and isinstance(errors[0], RuntimeError)
+    assert "await signal.asend(" in str(errors[0])
+
+
+def test_the_refusal_names_a_placeholder_if_the_async_receivers_died():
+    class Handler:
+        async def on_event(self, sender: object, **kwargs: Any) -> None:
+            pass
+
+    handler = Handler()
+    sig = Signal()
+    sig.connect(handler.on_event)
+    send = concsignals._send.Send(sig, sig._snapshot.lookup(None), None, {})
+    del handler
+    gc.collect()
+
+    async def main() -> None:
+        placeholder = r"async receiver '\(an async receiver\)'"
+        with pytest.raises(RuntimeError, match=placeholder):
+            casync.refuse_in_running_loop(send)
+
+    run_clean(main)
+
+
+def test_a_task_left_on_the_private_loop_is_cancelled_and_awaited_at_close():
+    """An async receiver of a sync send starts a task and returns: when the
+    send's private loop closes, the task is cancelled, and runs its
+    clean-up before the loop is gone."""
+    log: list[str] = []
+
+    async def background() -> None:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.05)  # clean-up that needs the loop
+            log.append("cancelled")
+            raise
+
+    tasks: list[asyncio.Task[None]] = []
+
+    async def starts_a_task(sender: object, **kwargs: Any) -> str:
+        tasks.append(asyncio.get_running_loop().create_task(background()))
+        await asyncio.sleep(0)  # it starts
+        return "started"
+
+    sig = Signal()
+    sig.connect(starts_a_task)
+    assert [v for _, v in sig.send(sender=None)] == ["started"]
+    assert log == ["cancelled"]
+    assert tasks[0].cancelled()
+
+
+def test_a_cancelled_asend_waits_for_its_one_receivers_clean_up(asyncio_logs):
+    """One receiver, cancelled with the caller, takes a while to clean up:
+    the cancelled ``asend`` still returns only after it ended."""
+    sig = Signal()
+    state: list[str] = []
+    started = asyncio.Event()
+
+    async def cleans_up(sender: object, **kwargs: Any) -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.1)
+            state.append("cleaned up")
+            raise
+
+    sig.connect(cleans_up)
+
+    async def main() -> None:
+        task = asyncio.create_task(sig.asend(sender=None))
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert state == ["cleaned up"]
+
+    run_clean(main)
+
+
+@pytest.mark.parametrize("method", ["asend", "asend_robust"])
+def test_at_the_deadline_asend_waits_for_its_cancelled_receivers_clean_up(
+    method, asyncio_logs
+):
+    sig = Signal()
+    state: list[str] = []
+
+    async def cleans_up(sender: object, **kwargs: Any) -> None:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.1)
+            state.append("cleaned up")
+            raise
+
+    sig.connect(cleans_up)
+
+    async def main() -> None:
+        view = sig.using(None, timeout=0.1)
+        if method == "asend":
+            with pytest.raises(TimeoutError):
+                await view.asend(sender=None)
+        else:
+            (result,) = await view.asend_robust(sender=None)
+            assert isinstance(result[1], TimeoutError)
+        assert state == ["cleaned up"]
+
+    run_clean(main)
