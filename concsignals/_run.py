@@ -110,6 +110,9 @@ def submit(send: Send, executor: Executor | None) -> Future[Responses]:
         start_gathered(send, executor, outer)
     else:
         ctx = contextvars.copy_context()
+        # Marked as running on the owned pool: a submit() its receivers make
+        # and wait for runs in their thread, not queued behind them.
+        ctx.run(executors.on_pools.set, (*executors.on_pools.get(), pool))
         try:
             pool.submit(ctx.run, coordinate, send, executor, outer)
         except RuntimeError:  # the owned pool is shut down: interpreter exit

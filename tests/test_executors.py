@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import gc
+import logging
 import pickle
 import random
 import subprocess
@@ -20,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from concsignals import Signal, SignalRef, _threads, executors
+from concsignals import Signal, SignalRef, _run, _threads, executors
 from tests.receivers import (
     Fail,
     Halt,
@@ -418,6 +419,78 @@ def test_submit_returns_at_once_with_a_future_of_robust_results() -> None:
     assert isinstance(err, ValueError)
 
 
+class Forgetful(Executor):
+    """An out-of-process executor that, like Dask's client, forgets a job once
+    nobody holds its Future: :meth:`run_all` runs, in this thread, only the
+    jobs whose Futures are still alive."""
+
+    def __init__(self) -> None:
+        self.jobs: list[tuple[weakref.ref[Future[Any]], Any, tuple[Any, ...]]] = []
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        fut: Future[Any] = Future()
+        self.jobs.append((weakref.ref(fut), fn, args))
+        return fut
+
+    def run_all(self) -> int:
+        ran = 0
+        for ref, fn, args in self.jobs:
+            fut = ref()
+            if fut is None or not fut.set_running_or_notify_cancel():
+                continue
+            ran += 1
+            fut.set_result(fn(*args))
+        return ran
+
+
+forgotten: list[str] = []
+
+
+def remember(signal: Any, sender: Any, **named: Any) -> None:
+    forgotten.append(named["tag"])
+
+
+def test_a_submit_the_caller_dropped_still_runs_on_a_forgetful_executor() -> None:
+    """Nothing a caller drops is lost half-way: concsignals holds a
+    ``submit()`` Future, and through it the calls handed over, until done."""
+    sig = Signal()
+    sig.connect(remember)
+    forgetful = Forgetful()
+    fut = sig.using(forgetful).submit(Shop, tag="kept")
+    ref = weakref.ref(fut)
+    del fut
+    gc.collect()
+    forgotten.clear()
+    assert forgetful.run_all() == 1
+    assert forgotten == ["kept"]
+    gc.collect()
+    assert ref() is None  # done: no longer held
+
+
+@pytest.mark.timeout(20)
+def test_a_submit_waited_on_inside_the_owned_pool_does_not_deadlock(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A receiver run by ``submit()`` on the pool concsignals owns (here of
+    one worker) submits another send and waits for it: that send runs in
+    the receiver's thread instead of queueing behind it."""
+    pool = ThreadPoolExecutor(1, thread_name_prefix="owned")
+    monkeypatch.setattr(_run.executors, "owned_pool", lambda: pool)
+    inner = Signal()
+    inner.connect(Reply("inner"), weak=False)
+
+    def waits_for_inner(**kw: Any) -> Any:
+        return [v for _, v in inner.submit(Shop).result(timeout=5)]
+
+    outer = Signal()
+    outer.connect(waits_for_inner)
+    try:
+        result = outer.submit(Shop).result(timeout=10)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    assert [v for _, v in result] == [["inner"]]
+
+
 @pytest.mark.timeout(20)
 def test_submit_through_a_pool_with_a_timeout(pool: ThreadPoolExecutor) -> None:
     sig = Signal()
@@ -652,6 +725,61 @@ def test_a_base_exception_in_a_worker_process_propagates(
     with pytest.raises(Stop):
         sig.using(process_pool).send_robust(Shop)
     del halt
+
+
+class SharedFailure(Executor):
+    """An out-of-process executor whose every call fails with one and the
+    same exception instance (as a broken pool's futures do)."""
+
+    def __init__(self, err: BaseException) -> None:
+        self.err = err
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        fut: Future[Any] = Future()
+        fut.set_running_or_notify_cancel()
+        fut.set_exception(self.err)
+        return fut
+
+
+class Uncopyable(Exception):
+    """An exception ``copy.copy`` cannot copy."""
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        raise TypeError("not copyable")
+
+
+def raised(err: BaseException) -> BaseException:
+    try:
+        raise err
+    except BaseException as caught:
+        return caught
+
+
+@pytest.mark.parametrize("kind", [LookupError, Uncopyable])
+def test_one_executor_failure_shared_by_slots_gives_each_its_own_copy(
+    kind: type[Exception], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each slot's error is its own instance: the first slot gets the
+    executor's exception, the others a copy caused by it, with its
+    traceback (a ``RuntimeError`` naming it if it cannot be copied)."""
+    shared = raised(kind("pool broke"))
+    sig = Signal()
+    rs = [Reply("a"), Reply("b"), Reply("c")]
+    for r in rs:
+        sig.connect(r)
+    with caplog.at_level(logging.CRITICAL, logger="concsignals"):
+        result = sig.using(SharedFailure(shared)).send_robust(Shop)
+    errors = [err for _, err in result]
+    assert errors[0] is shared
+    assert len({id(e) for e in errors}) == 3
+    for copy_ in errors[1:]:
+        assert copy_.__cause__ is shared
+        assert copy_.__traceback__ is shared.__traceback__
+        if kind is Uncopyable:
+            assert type(copy_) is RuntimeError
+            assert str(copy_) == "Uncopyable: pool broke"
+        else:
+            assert type(copy_) is LookupError and copy_.args == ("pool broke",)
 
 
 # -- the worker's side, in this process ---------------------------------------

@@ -209,8 +209,60 @@ def test_submit_is_monitored(recorder: Recorder, pooled: bool) -> None:
         result = view.submit(Shop).result(timeout=30)
     assert [type(v) for _, v in result] == [str, ValueError]
     (send,), ended = recorder.sends_of(sig)
-    assert ended == [send] and send.robust
+    assert ended == [send] and send.robust and send.error is None
+    assert send.executor is (pool if pooled else None)
     assert recorder.outcomes(sig) == ["result", "exception"]
+
+
+@pytest.mark.parametrize("pooled", [False, True], ids=["own-pool", "executor"])
+def test_a_submit_that_raises_is_monitored_with_its_error(
+    recorder: Recorder, pooled: bool
+) -> None:
+    """A BaseException ends a robust submit: the Future and the monitor get
+    it; the call it stopped is reported as not begun."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.receivers import Halt, Stop
+
+    holder = [Reply("victim")]
+
+    def kills_the_next(**kw: Any) -> str:
+        holder.clear()
+        return "a"
+
+    sig = Signal()
+    sig.connect(kills_the_next)
+    sig.connect(holder[0])  # weak: dies before its call begins
+    sig.connect(Halt(), weak=False)
+    sig.connect(Reply("later"), weak=False)
+    with ThreadPoolExecutor(1) as pool:
+        err = sig.using(pool if pooled else None).submit(Shop).exception(timeout=30)
+    assert isinstance(err, Stop)
+    (send,), ended = recorder.sends_of(sig)
+    assert ended == [send] and send.error is err
+    assert send.executor is (pool if pooled else None)
+    assert recorder.outcomes(sig) == ["result", "skipped", "exception", "not begun"]
+
+
+@pytest.mark.parametrize("pooled", [False, True], ids=["own-pool", "executor"])
+def test_submit_reports_a_receiver_that_died_before_its_call_as_skipped(
+    recorder: Recorder, pooled: bool
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    holder = [Reply("victim")]
+
+    def kills_the_next(**kw: Any) -> str:
+        holder.clear()
+        return "a"
+
+    sig = Signal()
+    sig.connect(kills_the_next)
+    sig.connect(holder[0])
+    with ThreadPoolExecutor(1) as pool:
+        result = sig.using(pool if pooled else None).submit(Shop).result(timeout=30)
+    assert [v for _, v in result] == ["a"]
+    assert recorder.outcomes(sig) == ["result", "skipped"]
 
 
 def test_a_nested_send_is_a_send_of_its_own(recorder: Recorder) -> None:
