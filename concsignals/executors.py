@@ -78,7 +78,6 @@ import contextlib
 import contextvars
 import importlib
 import itertools
-import os
 import sys
 import threading
 import types
@@ -166,8 +165,8 @@ def owned_pool() -> ThreadPoolExecutor:
         if _owned is None:
             from concurrent.futures import ThreadPoolExecutor
 
-            workers = min(32, (os.cpu_count() or 1) + 4)
-            _owned = ThreadPoolExecutor(workers, thread_name_prefix="concsignals")
+            # As many workers as ThreadPoolExecutor's default.
+            _owned = ThreadPoolExecutor(thread_name_prefix="concsignals")
         return _owned
 
 
