@@ -1029,3 +1029,72 @@ def test_two_signals_torn_down_in_opposite_order_from_two_threads_complete():
         t.join(20)
     assert not any(t.is_alive() for t in threads), "deadlock"
     assert a.receivers == [] and b.receivers == []
+
+
+# -- a snapshot refreshed after a send met a dead receiver -------------------------
+
+
+def killer(holder: list[Holder]) -> Callable[..., str]:
+    """A receiver that drops the only reference to the next one's object."""
+
+    def kill(signal: Any, sender: Any, **kw: Any) -> str:
+        holder.clear()
+        return "killer"
+
+    return kill
+
+
+def test_a_refreshed_snapshot_keeps_the_senders_own_receivers() -> None:
+    """A send meets a receiver that died during it and has later sends
+    rebuild their tuples: the receivers connected for one sender stay."""
+
+    class Shop:
+        pass
+
+    sig = Signal()
+    holder = [Holder("victim")]
+    sig.connect(kill := killer(holder))
+    sig.connect(holder[0].method)  # any sender, weak
+    own = Holder("own")
+    sig.connect(own.method, sender=Shop)
+    before = sig._snapshot
+    assert [v for _, v in sig.send(Shop)] == ["killer", "own"]
+    assert sig._snapshot is not before  # refreshed
+    assert [v for _, v in sig.send(Shop)] == ["killer", "own"]
+    del kill
+
+
+def test_a_refreshed_snapshot_keeps_knowing_its_async_receivers() -> None:
+    """The refresh comes from a monitored send_robust for a sender without
+    async receivers; a later send for the sender that has one still awaits
+    it (not calls it as a sync receiver)."""
+    from concsignals import monitoring
+
+    class Quiet:
+        def send_began(self, send: Any) -> None:
+            pass
+
+    class Shop:
+        pass
+
+    class Other:
+        pass
+
+    async def awaited(signal: Any, sender: Any, **kw: Any) -> str:
+        return "awaited"
+
+    sig = Signal()
+    holder = [Holder("victim")]
+    sig.connect(kill := killer(holder), sender=Shop)
+    sig.connect(holder[0].method, sender=Shop)
+    sig.connect(awaited, sender=Other)
+    quiet = Quiet()
+    monitoring.install(quiet)
+    try:
+        before = sig._snapshot
+        assert [v for _, v in sig.send_robust(Shop)] == ["killer"]
+        assert sig._snapshot is not before  # refreshed
+    finally:
+        monitoring.uninstall(quiet)
+    assert [v for _, v in sig.send(Other)] == ["awaited"]
+    del kill
