@@ -491,6 +491,33 @@ def test_a_submit_waited_on_inside_the_owned_pool_does_not_deadlock(
     assert [v for _, v in result] == [["inner"]]
 
 
+def where_and_what(signal: Any, sender: Any, **named: Any) -> tuple[Any, str, Any]:
+    return sender, threading.current_thread().name, named
+
+
+@pytest.mark.timeout(20)
+def test_submit_once_the_owned_pool_is_shut_down_runs_in_the_callers_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At interpreter exit the owned pool refuses work: ``submit()`` then runs
+    the send in the caller's thread (through the executor it was given)."""
+    gone = ThreadPoolExecutor(1)
+    gone.shutdown()
+    monkeypatch.setattr(_run.executors, "owned_pool", lambda: gone)
+    sig = Signal()
+    sig.connect(where_and_what)
+    fut = sig.submit(Shop, n=1)
+    assert fut.done()
+    [(r, value)] = fut.result()
+    assert r is where_and_what
+    assert value == (Shop, threading.current_thread().name, {"n": 1})
+    with ThreadPoolExecutor(1, thread_name_prefix="given") as pool:
+        fut = sig.using(pool, timeout=10).submit(Shop, n=2)
+        [(r, (sender, thread, named))] = fut.result(timeout=10)
+    assert (sender, named) == (Shop, {"n": 2})
+    assert thread.startswith("given")
+
+
 @pytest.mark.timeout(20)
 def test_submit_through_a_pool_with_a_timeout(pool: ThreadPoolExecutor) -> None:
     sig = Signal()

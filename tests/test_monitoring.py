@@ -605,3 +605,84 @@ def test_a_send_that_finds_the_monitors_gone_runs_unwatched(robust: bool) -> Non
         with pytest.raises(ValueError, match="bad"):
             _inline.send_watched(sig, entries, Shop, {"n": 1}, False)
     assert seen == [(sig, Shop, {"n": 1})]
+
+
+def test_a_monitored_asend_runs_each_async_call_inside_its_context() -> None:
+    import asyncio
+
+    async def ok(signal: Any, sender: Any, **kw: Any) -> str:
+        return "ok"
+
+    async def bad(signal: Any, sender: Any, **kw: Any) -> str:
+        raise ValueError("bad")
+
+    sig = Signal()
+    sig.connect(ok)
+    sig.connect(bad)
+    rec = Wrapping()
+    monitoring.install(rec)
+    try:
+        result = asyncio.run(sig.asend_robust(Shop))
+    finally:
+        monitoring.uninstall(rec)
+    assert result[0] == (ok, "ok") and isinstance(result[1][1], ValueError)
+    assert [(c.index, c.receiver) for c in rec.began] == [(0, ok), (1, bad)]
+    assert rec.contexts == ["enter", ("exit", None), "enter", ("exit", ValueError)]
+    assert rec.outcomes(sig) == ["result", "exception"]
+
+
+@pytest.mark.parametrize("robust", [False, True], ids=["send", "send_robust"])
+def test_a_send_of_the_engine_that_finds_the_monitors_gone_runs_unwatched(
+    robust: bool,
+) -> None:
+    """As the inline case above, for a send through the engine (``Send``):
+    ``_run.watched`` is reached, but no monitor is left to watch it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from concsignals import _run
+    from concsignals._send import Send
+
+    def where(signal: Any, sender: Any, **kw: Any) -> tuple[Any, str]:
+        return sender, threading.current_thread().name
+
+    sig = Signal()
+    sig.connect(where)
+    with ThreadPoolExecutor(2, thread_name_prefix="unwatched") as pool:
+        send = Send(sig, sig._snapshot.lookup(Shop), Shop, {}, None, robust)
+        assert not monitoring.installed
+        [(r, (sender, thread))] = _run.watched(send, pool)
+    assert r is where and sender is Shop
+    assert thread.startswith("unwatched")  # on the executor it was given
+
+
+def test_a_monitored_send_that_times_out_reports_the_calls_it_never_began(
+    recorder: Recorder,
+) -> None:
+    """``send`` raises at the deadline: the call it never began is reported
+    timed out, as the engine left it, not merely "not begun"."""
+    sig = Signal()
+    sig.connect(slow := Reply("slow", delay=0.3))
+    sig.connect(later := Reply("later"))
+    with pytest.raises(TimeoutError):
+        sig.using(None, timeout=0.1).send(Shop)
+    (ended,) = recorder.ended
+    assert isinstance(ended.error, TimeoutError)
+    assert recorder.outcomes(sig) == ["timed out", "timed out"]
+    del slow, later
+
+
+def test_a_nested_submit_reports_the_executor_it_runs_on(recorder: Recorder) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    inner = Signal()
+    inner.connect(Reply("inner"), weak=False)
+    with ThreadPoolExecutor(1) as pool:
+
+        def nested(**kw: Any) -> Any:
+            return [v for _, v in inner.using(pool).submit(Shop).result(timeout=10)]
+
+        outer = Signal()
+        outer.connect(nested)
+        assert [v for _, v in outer.using(pool).send(Shop)] == [["inner"]]
+    (send,), _ = recorder.sends_of(inner)
+    assert send.executor is pool
