@@ -215,7 +215,7 @@ class SignalRef:
 
     __slots__ = ("description", "module", "name")
 
-    def __init__(self, module: str | None, name: str | None, description: str):
+    def __init__(self, module: str | None, name: str | None, description: str) -> None:
         self.module = module
         self.name = name
         self.description = description

@@ -10,6 +10,9 @@ How a mutant counts
 -------------------
 * *killed*: a test failed (mutmut's "killed"), or the tests hung until
   mutmut's time limit ("timeout": a hang is a failure too);
+* *by mypy*: ``mypy --strict``, one of CI's gates, rejects the mutated code
+  (mutmut's ``type_check_command``), so it could never be merged; no test
+  runs.  Counted as killed;
 * *equivalent*: it survived, and ``EQUIVALENT`` below says why it cannot
   change behaviour;
 * *survived*: it survived and is not known to be equivalent: a gap in the
@@ -17,10 +20,11 @@ How a mutant counts
 * *no tests*: no test of the selection calls the mutated function in the
   test process (for example code that only runs in a worker process).
 
-The score of a module is killed / (total - equivalent).  ``EQUIVALENT`` names
-mutants as mutmut does (module, function, number): the numbers change when
-the function's source does, so the report lists every name in it that no
-longer matches a surviving mutant, and such a list is out of date.
+The score of a module is (killed + by mypy) / (total - equivalent).
+``EQUIVALENT`` names mutants as mutmut does (module, function, number): the
+numbers change when the function's source does, so the report lists every
+name in it that no longer matches a surviving mutant, and such a list is out
+of date.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ MUTANTS = ROOT / "mutants"
 
 #: mutmut's exit codes (``mutmut.stats.status_by_exit_code``), as counted here.
 KILLED = {1, 3, 36, -24, 24, 152, 255}
+#: Rejected by ``mypy --strict`` (``type_check_command``) before any test ran.
+BY_MYPY = {37}
 SURVIVED = {0}
 NO_TESTS = {5, 33}
 #: Examples of ``tests/test_state_machine.py`` per mutant (100 in the suite):
@@ -62,6 +68,8 @@ def results() -> dict[str, dict[str, int | None]]:
 def classify(name: str, code: int | None) -> str:
     if code in KILLED:
         return "killed"
+    if code in BY_MYPY:
+        return "by mypy"
     if code in SURVIVED:
         return "equivalent" if name in EQUIVALENT else "survived"
     if code in NO_TESTS:
@@ -73,7 +81,15 @@ def classify(name: str, code: int | None) -> str:
 
 def report(by_module: dict[str, dict[str, int | None]]) -> int:
     """Print the table; 1 if a survivor is unexplained or the list is stale."""
-    columns = ("killed", "equivalent", "survived", "no tests", "not checked", "other")
+    columns = (
+        "killed",
+        "by mypy",
+        "equivalent",
+        "survived",
+        "no tests",
+        "not checked",
+        "other",
+    )
     total: Counter[str] = Counter()
     survivors: list[str] = []
     surviving: set[str] = set()
@@ -108,7 +124,8 @@ def report(by_module: dict[str, dict[str, int | None]]) -> int:
 def _row(label: str, counts: Counter[str], columns: Sequence[str]) -> str:
     n = sum(counts.values())
     judged = n - counts["equivalent"] - counts["not checked"]
-    score = f"{100 * counts['killed'] / judged:5.1f}%" if judged else "  -"
+    caught = counts["killed"] + counts["by mypy"]
+    score = f"{100 * caught / judged:5.1f}%" if judged else "  -"
     cells = " ".join(f"{counts[c]:>11}" for c in columns)
     return f"{label:28} {n:>6} {cells}  {score}"
 
