@@ -275,15 +275,16 @@ class Parked(ProcessPoolExecutor):
     pending, as calls queued behind busy workers do, until the send cancels
     them or the test ends them (:meth:`fail`)."""
 
-    def __init__(self, run: set[int]) -> None:
+    def __init__(self, run: set[int], quiet: bool = False) -> None:
         super().__init__(1)
         self.run = run
+        self.quiet = quiet
         self.submits = 0
         self.parked: list[Future[Any]] = []
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kw: Any) -> Future[T]:
         index, self.submits = self.submits, self.submits + 1
-        fut: Future[T] = Future()
+        fut: Future[T] = Quiet() if self.quiet else Future()
         if index in self.run:
             fut.set_running_or_notify_cancel()
             try:
@@ -296,21 +297,39 @@ class Parked(ProcessPoolExecutor):
 
     def fail(self, k: int, err: BaseException, after: float) -> None:
         """In ``after`` seconds, the ``k``-th parked job raises ``err``."""
+        self.end(k, after, err=err)
+
+    def end(
+        self, k: int, after: float, value: Any = None, err: BaseException | None = None
+    ) -> None:
+        """In ``after`` seconds, the ``k``-th parked job returns or raises."""
 
         def later() -> None:
             fut = self.parked[k]
             if fut.set_running_or_notify_cancel():
-                fut.set_exception(err)
+                if err is None:
+                    fut.set_result(value)
+                else:
+                    fut.set_exception(err)
 
         threading.Timer(after, later).start()
 
 
+class Quiet(Future[Any]):
+    """A Future that never runs its done-callbacks: the sender sees it done
+    before any callback could record its outcome (a callback may run late,
+    on the thread that completed it)."""
+
+    def add_done_callback(self, fn: Callable[[Future[Any]], object]) -> None:
+        pass
+
+
 @pytest.fixture
-def parked() -> Iterator[Callable[[set[int]], Parked]]:
+def parked() -> Iterator[Callable[..., Parked]]:
     made: list[Parked] = []
 
-    def make(run: set[int]) -> Parked:
-        made.append(Parked(run))
+    def make(run: set[int], quiet: bool = False) -> Parked:
+        made.append(Parked(run, quiet))
         return made[-1]
 
     yield make
@@ -320,14 +339,16 @@ def parked() -> Iterator[Callable[[set[int]], Parked]]:
 
 @pytest.mark.timeout(30)
 def test_handed_over_calls_cancelled_at_the_deadline_were_not_started(
-    parked: Callable[[set[int]], Parked],
+    parked: Callable[..., Parked],
 ) -> None:
     pool = parked({0})
     sig = Signal()
     sig.connect(a := Reply("a"))
     sig.connect(b := Reply("b"))
     sig.connect(c := Reply("c"))
+    started = time.monotonic()
     result = sig.using(pool, timeout=0.2).send_robust(Shop)
+    assert time.monotonic() - started < 0.9  # at the deadline, not later
     assert [r for r, _ in result] == [a, b, c]
     assert result[0][1] == "a"
     for r, err in result[1:]:
@@ -339,7 +360,7 @@ def test_handed_over_calls_cancelled_at_the_deadline_were_not_started(
 
 @pytest.mark.timeout(30)
 def test_handed_over_calls_cancelled_after_a_failure_drop_out(
-    parked: Callable[[set[int]], Parked],
+    parked: Callable[..., Parked],
 ) -> None:
     """The earliest call fails while later ones wait in the executor's queue:
     the send closes and cancels them; never begun, they are no part of the
@@ -358,7 +379,7 @@ def test_handed_over_calls_cancelled_after_a_failure_drop_out(
 
 @pytest.mark.timeout(30)
 def test_an_earlier_call_still_queued_at_the_deadline_wins_over_a_later_failure(
-    parked: Callable[[set[int]], Parked],
+    parked: Callable[..., Parked],
 ) -> None:
     """Call 1 fails (closing the send, which cancels call 2); call 0, earlier,
     is still queued at the deadline and is cancelled then: it timed out
@@ -379,7 +400,7 @@ def test_an_earlier_call_still_queued_at_the_deadline_wins_over_a_later_failure(
 
 @pytest.mark.timeout(30)
 def test_cancelling_a_submit_future_cancels_the_calls_handed_over(
-    parked: Callable[[set[int]], Parked], caplog: pytest.LogCaptureFixture
+    parked: Callable[..., Parked], caplog: pytest.LogCaptureFixture
 ) -> None:
     """``submit()`` through an out-of-process executor (no deadline): its
     Future is concsignals' own; cancelling it closes the send, which cancels
@@ -401,7 +422,7 @@ def test_cancelling_a_submit_future_cancels_the_calls_handed_over(
 
 @pytest.mark.timeout(30)
 def test_a_submit_closed_while_handing_over_cancels_what_it_handed(
-    parked: Callable[[set[int]], Parked],
+    parked: Callable[..., Parked],
 ) -> None:
     """A fatal error while ``submit()`` is still handing calls over closes the
     send before it could cancel anything; what was handed over is cancelled
@@ -415,3 +436,41 @@ def test_a_submit_closed_while_handing_over_cancels_what_it_handed(
     assert isinstance(fut.exception(timeout=10), Stop)
     assert len(pool.parked) == 1  # "c" was never handed over
     assert pool.parked[0].cancelled()
+
+
+@pytest.mark.timeout(30)
+def test_a_robust_send_lets_the_calls_after_a_failure_run(
+    parked: Callable[..., Parked],
+) -> None:
+    """``send_robust`` on a process pool: a failure cancels nothing."""
+    pool = parked(set())
+    pool.fail(0, Boom("first"), after=0.05)
+    pool.end(1, 0.15, value="b")
+    pool.end(2, 0.15, value="c")
+    sig = Signal()
+    receivers = [Reply("a"), Reply("b"), Reply("c")]
+    for r in receivers:
+        sig.connect(r)
+    result = sig.using(pool).send_robust(Shop)
+    assert [r for r, _ in result] == receivers
+    assert isinstance(result[0][1], Boom)
+    assert [v for _, v in result[1:]] == ["b", "c"]
+
+
+@pytest.mark.timeout(30)
+def test_the_sender_cancels_the_queue_on_a_failure_its_callback_did_not_record(
+    parked: Callable[..., Parked],
+) -> None:
+    """The sender saw call 0 fail before any callback recorded it (the send is
+    not closed yet): it closes the send and cancels the queued calls itself,
+    rather than wait for them (here, forever: there is no deadline)."""
+    pool = parked(set(), quiet=True)
+    pool.fail(0, Boom("first"), after=0.05)
+    sig = Signal()
+    receivers = [Reply("a"), Reply("b"), Reply("c")]
+    for r in receivers:
+        sig.connect(r)
+    with pytest.raises(Boom, match="first") as caught:
+        sig.using(pool).send(Shop)
+    assert getattr(caught.value, "__notes__", []) == []
+    assert [f.cancelled() for f in pool.parked] == [False, True, True]

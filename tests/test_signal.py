@@ -1098,3 +1098,28 @@ def test_a_refreshed_snapshot_keeps_knowing_its_async_receivers() -> None:
         monitoring.uninstall(quiet)
     assert [v for _, v in sig.send(Other)] == ["awaited"]
     del kill
+
+
+@pytest.mark.timeout(30)
+def test_a_send_that_meets_a_dead_receiver_never_waits_for_a_writer() -> None:
+    """Collecting the dead is skipped, never waited for, while a writer holds
+    the lock (here, the test holds it for the whole send)."""
+
+    class Shop:
+        pass
+
+    sig = Signal()
+    holder = [Holder("victim")]
+    sig.connect(kill := killer(holder))
+    sig.connect(holder[0].method)
+    sig.connect(own := Holder("own").method, sender=Shop, weak=False)
+    results: list[Any] = []
+    with sig._lock:
+        thread = threading.Thread(target=lambda: results.append(sig.send(Shop)))
+        thread.start()
+        thread.join(10)
+        done = not thread.is_alive()
+    thread.join()
+    assert done, "the send waited for the writer lock"
+    assert [v for _, v in results[0]] == ["killer", "own"]
+    del kill, own
