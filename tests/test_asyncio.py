@@ -1609,3 +1609,30 @@ def test_at_the_deadline_asend_waits_for_its_cancelled_receivers_clean_up(
         assert state == ["cleaned up"]
 
     run_clean(main)
+
+
+class AwaitableReply:
+    """Not a coroutine, but awaitable (``__await__``), like asyncio's Futures."""
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def __await__(self) -> Any:
+        yield from asyncio.sleep(0).__await__()
+        return self.value
+
+
+def test_an_async_receiver_may_return_any_awaitable():
+    """A sync function marked as a coroutine function (as asgiref does) may
+    return any awaitable: it is awaited, not refused."""
+
+    def marked(sender: object, **kwargs: Any) -> AwaitableReply:
+        return AwaitableReply("awaited")
+
+    if hasattr(inspect, "markcoroutinefunction"):  # Python 3.12+
+        inspect.markcoroutinefunction(marked)
+    else:  # asyncio's marker, which asgiref sets before 3.12
+        marked._is_coroutine = asyncio.coroutines._is_coroutine  # type: ignore[attr-defined]
+    sig = Signal()
+    sig.connect(marked)
+    assert [v for _, v in sig.send(sender=None)] == ["awaited"]

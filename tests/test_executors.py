@@ -337,6 +337,30 @@ def test_an_interrupted_send_waits_for_its_begun_calls_then_raises(
 
 
 @pytest.mark.timeout(20)
+def test_an_interrupted_send_waits_for_its_begun_calls_only_until_the_deadline() -> (
+    None
+):
+    pool = InterruptedPool()
+    release = threading.Event()
+
+    def stuck(**kw: Any) -> None:
+        release.wait(10)
+
+    sig = Signal()
+    sig.connect(stuck)
+    sig.connect(Reply("later"), weak=False)
+    started = time.monotonic()
+    try:
+        with pytest.raises(Stop, match="interrupted"):
+            sig.using(pool, timeout=0.1).send(Shop)
+        elapsed = time.monotonic() - started
+    finally:
+        release.set()
+        pool.shutdown(wait=True)
+    assert elapsed < 0.8  # the deadline, not the call's end (10 s)
+
+
+@pytest.mark.timeout(20)
 def test_a_receiver_not_started_by_the_deadline_never_runs(
     one: ThreadPoolExecutor,
 ) -> None:
@@ -844,9 +868,10 @@ def test_a_worker_calls_the_receiver_with_the_signal_sender_and_arguments() -> N
 
 def test_a_worker_runs_the_call_inside_its_carriers_and_tells_them_the_error() -> None:
     carriers = (pickle.dumps(Carried("outer")), pickle.dumps(Carried("inner")))
-    args = executors.dumps_args(announced, Shop, {})
+    args = executors.dumps_args(announced, Shop, {"order": 7})
     Carried.log.clear()
-    assert executors.call_pickled(pickle.dumps(Reply("r")), args, 0, carriers) == "r"
+    echoed = executors.call_pickled(pickle.dumps(echo), args, 0, carriers)
+    assert echoed == (announced, Shop, {"order": 7})
     assert Carried.log == [
         ("enter", "outer", None),
         ("enter", "inner", None),

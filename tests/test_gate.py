@@ -474,3 +474,25 @@ def test_the_sender_cancels_the_queue_on_a_failure_its_callback_did_not_record(
         sig.using(pool).send(Shop)
     assert getattr(caught.value, "__notes__", []) == []
     assert [f.cancelled() for f in pool.parked] == [False, True, True]
+
+
+@pytest.mark.timeout(30)
+def test_only_the_calls_after_the_earliest_failure_are_cancelled(
+    parked: Callable[..., Parked],
+) -> None:
+    """Call 2 fails while calls 0 and 1, earlier, still wait in the queue:
+    only call 3 is cancelled then; 0 and 1 time out at the deadline (either
+    could still have failed first)."""
+    pool = parked(set())
+    pool.fail(2, Boom("third"), after=0.05)
+    sig = Signal()
+    receivers = [Reply("a"), Reply("b"), Reply("c"), Reply("d")]
+    for r in receivers:
+        sig.connect(r)
+    with pytest.raises(TimeoutError) as caught:
+        sig.using(pool, timeout=0.5).send(Shop)
+    assert f"receiver {receivers[0]!r} was not started" in str(caught.value)
+    notes = getattr(caught.value, "__notes__", [])
+    assert len(notes) == 2
+    assert f"{receivers[1]!r} also failed" in notes[0] and "was not started" in notes[0]
+    assert "Boom: third" in notes[1]

@@ -559,6 +559,8 @@ def test_a_monitored_plain_send_does_what_the_plain_send_does(
         assert result[0][1] == "echo" and result[2][1] == "after"
         assert isinstance(result[1][1], ValueError)
         assert rec.outcomes() == ["result", "skipped", "exception", "result"]
+        by_index = sorted(rec.calls, key=lambda c: c.index)
+        assert [c.result for c in by_index] == ["echo", None, None, "after"]
         assert rec.contexts == [
             "enter",
             ("exit", None),
