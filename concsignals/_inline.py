@@ -128,13 +128,13 @@ def call(send: Send, i: int) -> None:
         send.end(i, value)
 
 
-def run(send: Send, slots: Sequence[int] | None = None) -> None:
-    """Run ``slots`` (default: all) of ``send`` here, one after another.
+def run(send: Send) -> None:
+    """Run every call of ``send`` here, one after another.
 
     Stops once the send is closed: by a failure (``send``), the deadline, or
     a ``BaseException``.
     """
-    for i in range(len(send.entries)) if slots is None else slots:
+    for i in range(len(send.entries)):
         if send.closed:
             return
         call(send, i)

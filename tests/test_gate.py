@@ -496,3 +496,76 @@ def test_only_the_calls_after_the_earliest_failure_are_cancelled(
     assert len(notes) == 2
     assert f"{receivers[1]!r} also failed" in notes[0] and "was not started" in notes[0]
     assert "Boom: third" in notes[1]
+
+
+# A receiver that dies while the send pickles: it is skipped, the rest go.
+doomed: list[Reply] = []
+
+
+class KillsWhenPickled:
+    """A receiver whose pickling drops the only reference to the next one
+    (``doomed``); in the worker it is ``Reply("first")``."""
+
+    def __call__(self, signal: Any, sender: Any, **named: Any) -> str:
+        return "first"
+
+    def __reduce__(self) -> Any:
+        doomed.clear()
+        return (Reply, ("first",))
+
+
+@pytest.mark.timeout(30)
+def test_a_receiver_that_dies_while_the_send_pickles_is_skipped_and_the_rest_go(
+    parked: Callable[..., Parked],
+) -> None:
+    pool = parked({0, 1, 2})
+    doomed[:] = [Reply("doomed")]
+    sig = Signal()
+    sig.connect(first := KillsWhenPickled())
+    sig.connect(doomed[0])  # weak
+    sig.connect(after := Reply("after"))
+    result = sig.using(pool).send_robust(Shop)
+    assert result == [(first, "first"), (after, "after")]
+
+
+class Carried:
+    """A monitor's carrier, pickled to the worker: logs its context."""
+
+    log: list[str] = []
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+
+    def __enter__(self) -> None:
+        Carried.log.append(f"enter {self.tag}")
+
+    def __exit__(self, *exc: Any) -> None:
+        Carried.log.append(f"exit {self.tag}")
+
+
+class Carrying:
+    """A monitor whose carrier goes with each call to the worker."""
+
+    def carrier(self, call: Any) -> Carried:
+        return Carried(f"call {call.index}")
+
+
+@pytest.mark.timeout(30)
+def test_the_monitors_carriers_go_with_each_call_handed_over(
+    parked: Callable[..., Parked],
+) -> None:
+    from concsignals import monitoring
+
+    pool = parked({0, 1})
+    sig = Signal()
+    receivers = [Reply("a"), Reply("b")]
+    for r in receivers:
+        sig.connect(r)
+    monitor = Carrying()
+    Carried.log.clear()
+    monitoring.install(monitor)
+    try:
+        assert [v for _, v in sig.using(pool).send(Shop)] == ["a", "b"]
+    finally:
+        monitoring.uninstall(monitor)
+    assert Carried.log == ["enter call 0", "exit call 0", "enter call 1", "exit call 1"]
