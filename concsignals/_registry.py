@@ -295,14 +295,6 @@ def drop_dead(signal: Signal, *, blocking: bool) -> None:
     released.clear()  # after the lock: may run a receiver's __del__
 
 
-# -- garbage -------------------------------------------------------------------
-
-
-def garbage(signal: Signal, st: State) -> int:
-    """Entries known to be garbage: disconnected, replaced, or reported dead."""
-    return st.tombstones + len(signal._deaths)
-
-
 def compacted_locked(
     signal: Signal, released: list[object], *, deaths_only: bool = False
 ) -> Snapshot:

@@ -1134,3 +1134,22 @@ def test_a_broken_process_pool_lands_in_every_slot_each_its_own_exception() -> N
     errors = [err for _, err in result]
     assert all(isinstance(err, BrokenProcessPool) for err in errors), errors
     assert len({id(err) for err in errors}) == len(errors)
+
+
+def test_after_a_fork_the_child_makes_its_own_pool_with_a_new_lock(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What the fork hook does in the child, run here: the inherited pool and
+    its lock are forgotten; the next submit() makes a working pool."""
+    monkeypatch.setattr(executors, "_owned", executors._owned)  # restored after
+    monkeypatch.setattr(executors, "_owned_lock", executors._owned_lock)
+    inherited, old_lock = executors.owned_pool(), executors._owned_lock
+    executors.reset_owned_after_fork()
+    assert executors._owned is None
+    assert executors._owned_lock is not old_lock
+    fresh = executors.owned_pool()
+    try:
+        assert fresh is not inherited
+        assert fresh.submit(lambda: "ran").result(timeout=10) == "ran"
+    finally:
+        fresh.shutdown(wait=False)

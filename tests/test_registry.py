@@ -309,3 +309,13 @@ def test_a_replacement_skips_one_that_died_and_connects_the_rest() -> None:
     replace(sig, [asked(sig, a), asked(sig, b, DEAD), asked(sig, a)])
     replace(sig, [asked(sig, b, DEAD), asked(sig, a)])
     assert sig.receivers == [a]
+
+
+def test_an_entrys_repr_names_its_kind_receiver_and_number() -> None:
+    def r(sender: Any, **kw: Any) -> None:
+        pass
+
+    sig = Signal()
+    sig.connect(r)
+    (entry,) = sig._snapshot.lookup(None)
+    assert repr(entry) == f"<Entry {r!r} seq={entry.seq}>"
