@@ -703,6 +703,8 @@ def test_an_unpicklable_argument_is_named(process_pool: Executor) -> None:
     assert isinstance(err, pickle.PicklingError)
     assert "keyword argument 'lock'" in str(err)
     assert "Reply('a')" in str(err)
+    assert isinstance(err.__cause__, TypeError)  # what pickle said of the lock
+    assert "lock" in str(err.__cause__)
     with pytest.raises(pickle.PicklingError, match="'lock'"):
         sig.using(spy).send(Shop, lock=lock)
     assert spy.submitted == 0
