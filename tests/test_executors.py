@@ -1155,3 +1155,26 @@ def test_after_a_fork_the_child_makes_its_own_pool_with_a_new_lock(
         assert fresh.submit(lambda: "ran").result(timeout=10) == "ran"
     finally:
         fresh.shutdown(wait=False)
+
+
+def test_a_signal_ref_names_an_importable_module_before_the_script(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A signal reachable from the script (``__main__``, or ``__mp_main__`` in
+    a worker) and from a module is named by the module: other processes may
+    not import the script by that name.  Entries of ``sys.modules`` that are
+    not modules are passed over."""
+    import types
+
+    sig = Signal()
+    mp_main = types.ModuleType("__mp_main__")
+    mp_main.alias = sig  # type: ignore[attr-defined]
+    monkeypatch.delitem(sys.modules, "__mp_main__", raising=False)
+    monkeypatch.setitem(sys.modules, "__mp_main__", mp_main)  # before cs_home
+    monkeypatch.setitem(sys.modules, "cs_not_a_module", object())
+    monkeypatch.setattr(sys.modules["__main__"], "cs_alias", sig, raising=False)
+    home = types.ModuleType("cs_home")
+    home.sig = sig  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "cs_home", home)
+    ref = SignalRef.of(sig)
+    assert (ref.module, ref.name) == ("cs_home", "sig")
