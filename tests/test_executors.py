@@ -1178,3 +1178,9 @@ def test_a_signal_ref_names_an_importable_module_before_the_script(
     monkeypatch.setitem(sys.modules, "cs_home", home)
     ref = SignalRef.of(sig)
     assert (ref.module, ref.name) == ("cs_home", "sig")
+
+
+def test_a_signals_ref_is_made_once() -> None:
+    """The location is looked up once per signal (a scan of sys.modules)."""
+    sig = Signal()
+    assert SignalRef.of(sig) is SignalRef.of(sig)

@@ -925,7 +925,9 @@ def test_a_strong_receiver_replaced_at_connect_is_freed_outside_the_lock():
     assert [t for _, t in sig.send(sender=newcomer)] == ["new"]
 
 
-def test_a_dispatch_uid_is_hashed_and_compared_outside_the_lock():
+@pytest.mark.parametrize("in_tuple", [False, True], ids=["uid", "tuple-with-uid"])
+def test_a_dispatch_uid_is_hashed_and_compared_outside_the_lock(in_tuple: bool):
+    """Also inside a tuple: a tuple's hash and == run its items' own."""
     sig = Signal()
     calls: list[tuple[str, bool]] = []
 
@@ -941,13 +943,16 @@ def test_a_dispatch_uid_is_hashed_and_compared_outside_the_lock():
             calls.append(("eq", lock_held(sig)))
             return isinstance(other, Uid) and other.name == self.name
 
+    def uid(name: str) -> object:
+        return ("in", Uid(name)) if in_tuple else Uid(name)
+
     a, b = make_receiver("a"), make_receiver("b")
-    sig.connect(a, dispatch_uid=Uid("x"))
-    sig.connect(b, dispatch_uid=Uid("x"))  # equal uid: already connected
-    sig.connect(b, dispatch_uid=Uid("y"))
+    sig.connect(a, dispatch_uid=uid("x"))
+    sig.connect(b, dispatch_uid=uid("x"))  # equal uid: already connected
+    sig.connect(b, dispatch_uid=uid("y"))
     assert [t for _, t in sig.send(sender=None)] == ["a", "b"]
-    assert sig.disconnect(dispatch_uid=Uid("x"))
-    assert not sig.disconnect(dispatch_uid=Uid("x"))
+    assert sig.disconnect(dispatch_uid=uid("x"))
+    assert not sig.disconnect(dispatch_uid=uid("x"))
     assert [t for _, t in sig.send(sender=None)] == ["b"]
     assert ("eq", False) in calls and ("hash", False) in calls
     assert ("eq", True) not in calls and ("hash", True) not in calls
