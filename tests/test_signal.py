@@ -823,6 +823,46 @@ def test_an_old_snapshot_never_sees_later_connections():
     assert [r for r, _ in sig.send(sender=s)] == [a, b, c, d]
 
 
+def test_an_old_snapshot_hides_a_senders_first_and_third_connections_after_it():
+    """The very next connection after a snapshot (connection number == its
+    bound) is a new sender's first; a sender with two connections gets a
+    third.  The old snapshot sees neither; each sender's merged tuple is
+    built once per snapshot."""
+    sig = Signal()
+    s, t = Sender(), Sender()
+    a, b, c, d, e = (make_receiver(x) for x in "abcde")
+    sig.connect(a)
+    sig.connect(b, sender=s)
+    sig.connect(c, sender=s)
+    old = sig._snapshot
+    sig.connect(d, sender=t)  # the next connection: t's first
+    sig.connect(e, sender=s)  # s's third
+    assert [x.get() for x in old.lookup(t)] == [a]
+    assert [x.get() for x in old.lookup(s)] == [a, b, c]
+    new = sig._snapshot
+    assert [x.get() for x in new.lookup(t)] == [a, d]
+    assert [x.get() for x in new.lookup(s)] == [a, b, c, e]
+    assert new.lookup(s) is new.lookup(s) and new.lookup(t) is new.lookup(t)
+
+
+class Owner:
+    def method(self) -> None:
+        pass
+
+
+def test_a_strong_receiver_of_a_dead_bound_method_sender_is_released():
+    """A bound method as the sender is held weakly (``WeakMethod``); its death
+    is reported like any sender's, and what was connected for it goes."""
+    sig, log = Signal(), []
+    owner = Owner()
+    sig.connect(Finalized(sig, log), sender=owner.method, weak=False)
+    del owner
+    gc.collect()
+    assert sig.receivers == []  # compacts the reported death
+    gc.collect()
+    assert log == [False]
+
+
 def test_a_disconnect_keeps_the_senders_merged_order():
     sig = Signal()
     s = Sender()
@@ -1128,3 +1168,23 @@ def test_a_send_that_meets_a_dead_receiver_never_waits_for_a_writer() -> None:
     assert done, "the send waited for the writer lock"
     assert [v for _, v in results[0]] == ["killer", "own"]
     del kill, own
+
+
+@pytest.mark.parametrize("path", ["inline", "executor", "async"])
+def test_send_robust_hands_every_receiver_the_sender(path: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def got(signal: Any, sender: Any, **kw: Any) -> Any:
+        return sender, kw
+
+    async def got_async(signal: Any, sender: Any, **kw: Any) -> Any:
+        return sender, kw
+
+    s = Sender()
+    with ThreadPoolExecutor(2) as pool:
+        sig = Signal(executor=pool if path == "executor" else None)
+        sig.connect(got)
+        if path == "async":
+            sig.connect(got_async)
+        result = sig.send_robust(s, n=1)
+    assert [v for _, v in result] == [(s, {"n": 1})] * len(result)
