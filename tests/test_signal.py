@@ -1188,3 +1188,52 @@ def test_send_robust_hands_every_receiver_the_sender(path: str) -> None:
             sig.connect(got_async)
         result = sig.send_robust(s, n=1)
     assert [v for _, v in result] == [(s, {"n": 1})] * len(result)
+
+
+def test_a_uid_bucket_survives_compaction():
+    """A ``dispatch_uid`` whose ``==`` is user code is filed in a bucket of
+    (uid, entry) pairs; compaction keeps the bucket's live pairs."""
+
+    class Uid:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def __hash__(self) -> int:
+            return 7
+
+        def __eq__(self, other: object) -> bool:
+            return isinstance(other, Uid) and other.name == self.name
+
+    sig = Signal()
+    sig.connect(kept := make_receiver("kept"), dispatch_uid=Uid("x"))
+    sig.connect(gone := make_receiver("gone"), dispatch_uid=Uid("y"))
+    assert sig.disconnect(dispatch_uid=Uid("y"))
+    before = sig._snapshot.state
+    for i in range(40):  # garbage past half of the registry: compaction
+        sig.connect(make_receiver(i), dispatch_uid=f"t{i}", weak=False)
+    for i in range(40):
+        sig.disconnect(dispatch_uid=f"t{i}")
+    assert sig._snapshot.state is not before  # compacted (rebuilt)
+    sig.connect(make_receiver("dup"), dispatch_uid=Uid("x"))  # already there
+    assert [t for _, t in sig.send(sender=None)] == ["kept"]
+    assert sig.disconnect(dispatch_uid=Uid("x"))
+    assert sig.receivers == []
+    del kept, gone
+
+
+def test_the_executor_hook_is_asked_with_the_sends_executor():
+    """``Signal._executor_for(entry, executor)`` gets the send's executor."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    asked: list[Any] = []
+
+    class PerReceiver(Signal):
+        def _executor_for(self, entry: Any, executor: Any) -> Any:
+            asked.append(executor)
+            return executor
+
+    sig = PerReceiver()
+    sig.connect(make_receiver("a"), weak=False)
+    with ThreadPoolExecutor(1) as pool:
+        assert [t for _, t in sig.using(pool).send(sender=None)] == ["a"]
+    assert asked == [pool]
