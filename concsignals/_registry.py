@@ -235,7 +235,6 @@ def disconnect_locked(
         if entry is None or not entry.is_live():
             return False
         route = None if entry.sender_get is None else st.routes[key[-1]]
-        single = route is entry
         bucket: tuple[Any, ...] = ()
         if resolved is not None:
             bucket = tuple([p for p in resolved[0] if p[1] is not entry])
@@ -270,7 +269,7 @@ def disconnect_locked(
             if route_live == 0:
                 del st.routes[key[-1]]
                 entry.cache = None  # a single entry's merged tuple holds it
-            elif not single:
+            else:  # a Route (a single entry's route_live is 0)
                 route.live = route_live
                 route.cache = None
         st.size = size

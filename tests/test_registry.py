@@ -319,3 +319,31 @@ def test_an_entrys_repr_names_its_kind_receiver_and_number() -> None:
     sig.connect(r)
     (entry,) = sig._snapshot.lookup(None)
     assert repr(entry) == f"<Entry {r!r} seq={entry.seq}>"
+
+
+def test_disconnecting_every_receiver_of_a_sender_drops_its_route() -> None:
+    """A sender with several receivers of its own has a Route that counts
+    them; the last disconnect drops it (it may hold the sender strongly)."""
+
+    def a(sender: Any, **kw: Any) -> None:
+        pass
+
+    def b(sender: Any, **kw: Any) -> None:
+        pass
+
+    def c(sender: Any, **kw: Any) -> None:
+        pass
+
+    sig = Signal()
+    s = "a sender that cannot be weakly referenced"
+    for r in (a, b, c):
+        sig.connect(r, sender=s)
+    assert sig._snapshot.lookup(s) is sig._snapshot.lookup(s)
+    assert sig.disconnect(a, sender=s)
+    assert [e.get() for e in sig._snapshot.lookup(s)] == [b, c]
+    assert sig.disconnect(b, sender=s)
+    assert [e.get() for e in sig._snapshot.lookup(s)] == [c]
+    assert sig._snapshot.state.routes  # c's route is left
+    assert sig.disconnect(c, sender=s)
+    assert sig._snapshot.state.routes == {}
+    assert sig.send(s) == []

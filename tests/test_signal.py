@@ -1083,7 +1083,8 @@ def killer(holder: list[Holder]) -> Callable[..., str]:
     """A receiver that drops the only reference to the next one's object."""
 
     def kill(signal: Any, sender: Any, **kw: Any) -> str:
-        holder.clear()
+        if kw.get("kill", True):
+            holder.clear()
         return "killer"
 
     return kill
@@ -1237,3 +1238,83 @@ def test_the_executor_hook_is_asked_with_the_sends_executor():
     with ThreadPoolExecutor(1) as pool:
         assert [t for _, t in sig.using(pool).send(sender=None)] == ["a"]
     assert asked == [pool]
+
+
+@pytest.mark.parametrize("how", ["plain", "executor", "monitored"])
+def test_the_fast_path_of_a_repeated_send_does_what_the_first_send_does(how: str):
+    """A snapshot builds its any-sender tuple on the first send; the sends
+    after it (no write between) take ``send``'s fast path.  That path hands
+    receivers the same arguments, skips a receiver that died since and goes
+    on, runs on the signal's executor, and is monitored."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from concsignals import monitoring
+
+    class Quiet:
+        def __init__(self) -> None:
+            self.sends: list[Any] = []
+
+        def send_began(self, send: Any) -> None:
+            self.sends.append(send)
+
+    def echo(signal: Any, sender: Any, **kw: Any) -> Any:
+        return signal, sender, kw, threading.current_thread().name
+
+    holder = [Holder("victim")]
+    quiet = Quiet()
+    with ThreadPoolExecutor(1, thread_name_prefix="fast") as pool:
+        sig = Signal(executor=pool if how == "executor" else None)
+        sig.connect(echo)
+        sig.connect(holder[0].method)  # weak: dies between the sends
+        sig.connect(last := Holder("last").method, weak=False)
+        if how == "monitored":
+            monitoring.install(quiet)
+        try:
+            s = Sender()
+            assert len(sig.send(s, n=1)) == 3  # builds the tuple
+            holder.clear()
+            gc.collect()
+            sig._deaths.clear()  # no compaction: the fast path meets the dead
+            [(r0, (signal, sender, kw, thread)), (r1, value)] = sig.send(s, n=2)
+        finally:
+            if how == "monitored":
+                monitoring.uninstall(quiet)
+    assert r0 is echo and (signal, sender, kw) == (sig, s, {"n": 2})
+    assert r1 == last and value == "last"
+    assert thread.startswith("fast") is (how == "executor")
+    assert len(quiet.sends) == (2 if how == "monitored" else 0)
+    if how == "monitored":
+        assert quiet.sends[1].sender is s
+
+
+def test_a_death_after_a_compaction_still_refreshes_the_next_sends():
+    """Compaction forgets the deaths it removed; one receiver dying after it
+    is enough for a send that meets it to refresh the snapshot."""
+    sig = Signal()
+    first = Holder("first")
+    sig.connect(first.method)
+    del first
+    gc.collect()
+    assert sig.receivers == []  # compacts the reported death
+    holder = [Holder("victim")]
+    sig.connect(kill := killer(holder))
+    sig.connect(holder[0].method)
+    sig.send(None, kill=False)  # builds the tuples
+    before = sig._snapshot
+    assert [v for _, v in sig.send(None)] == ["killer"]  # meets the dead
+    assert sig._snapshot is not before
+    del kill
+
+
+def test_a_compacted_snapshot_still_awaits_its_one_async_receiver():
+    async def only(signal: Any, sender: Any, **kw: Any) -> str:
+        return "awaited"
+
+    sig = Signal()
+    dying = Holder("dying")
+    sig.connect(dying.method)
+    sig.connect(only)
+    del dying
+    gc.collect()
+    assert sig.receivers == [only]  # compacts: a whole new snapshot
+    assert [v for _, v in sig.send(None)] == ["awaited"]
