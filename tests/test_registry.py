@@ -12,7 +12,7 @@ import threading
 from typing import Any
 
 from concsignals import Signal, _registry, _replace
-from concsignals._snapshot import DEAD, receiver_getter, sender_getter
+from concsignals._snapshot import DEAD, Route, receiver_getter, sender_getter
 
 
 def make(tag: str, log: list[str] | None = None) -> Any:
@@ -347,3 +347,74 @@ def test_disconnecting_every_receiver_of_a_sender_drops_its_route() -> None:
     assert sig.disconnect(c, sender=s)
     assert sig._snapshot.state.routes == {}
     assert sig.send(s) == []
+
+
+def assert_bookkeeping(sig: Signal) -> None:
+    """The writers' counts, which decide compaction and the fast path, match
+    the entries the state holds."""
+    with sig._lock:
+        st = sig._snapshot.state
+        routes = list(st.routes.values())
+        own = [e for r in routes for e in (r.own if isinstance(r, Route) else [r])]
+        held = [*st.anylog, *own]
+        connected = [e for e in held if e.get is not DEAD]
+        assert st.size == len(held)
+        assert st.live_own == sum(e.get is not DEAD for e in own)
+        assert st.live_async == sum(e.is_async for e in connected)
+        # Exact but for entries that died (not disconnected) in a route
+        # dropped whole: those are subtracted too, and the count floors at 0.
+        assert 0 <= st.tombstones <= len(held) - len(connected)
+        for r in st.routes.values():
+            if isinstance(r, Route):
+                assert r.live == sum(e.get is not DEAD for e in r.own)
+
+
+def test_the_writers_bookkeeping_matches_the_entries_after_every_write() -> None:
+    """Connects, disconnects (of a sender's last receiver too), a uid
+    replacement, async receivers, a death and a compaction, each followed
+    by a recount; also checked after every step of the state machine."""
+
+    class Sender:
+        pass
+
+    class Box:
+        def method(self, sender: Any, **kw: Any) -> None:
+            pass
+
+    def a(sender: Any, **kw: Any) -> None:
+        pass
+
+    def b(sender: Any, **kw: Any) -> None:
+        pass
+
+    async def c(sender: Any, **kw: Any) -> None:
+        pass
+
+    sig = Signal()
+    s, t = Sender(), Sender()
+    boxes = [Box()]
+    steps = [
+        lambda: sig.connect(a),
+        lambda: sig.connect(a, sender=s),
+        lambda: sig.connect(b, sender=s),
+        lambda: sig.connect(c, sender=s),
+        lambda: sig.connect(b, sender=t),
+        lambda: sig.connect(boxes[0].method),
+        lambda: sig.connect(b, dispatch_uid="u"),
+        lambda: sig.connect(c, dispatch_uid="u"),  # equal uid: no change
+        lambda: sig.disconnect(a, sender=s),
+        lambda: sig.disconnect(c, sender=s),
+        lambda: sig.disconnect(b, sender=t),  # t's only receiver: route dropped
+        lambda: sig.disconnect(b, sender=s),  # s's last: route dropped
+        lambda: sig.connect(c),
+        lambda: sig.disconnect(c),
+        lambda: sig.disconnect(dispatch_uid="u"),
+    ]
+    for step in steps:
+        step()
+        assert_bookkeeping(sig)
+    boxes.clear()
+    gc.collect()
+    assert sig.receivers == [a]  # compacts the death
+    assert_bookkeeping(sig)
+    assert not sig._snapshot.has_async and not sig._snapshot.routed  # fast path

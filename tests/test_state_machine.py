@@ -33,6 +33,7 @@ from hypothesis.stateful import (
 )
 
 from concsignals import Signal
+from tests.test_registry import assert_bookkeeping
 
 N_RECEIVERS = 4
 N_SENDERS = 3
@@ -246,6 +247,11 @@ class SignalMachine(RuleBasedStateMachine):
         for s in self.senders:
             if s is not None:
                 assert self.sig.has_listeners(s) == bool(self.expected(s))
+
+    @invariant()
+    def bookkeeping_matches_a_recount(self) -> None:
+        if hasattr(self, "sig"):
+            assert_bookkeeping(self.sig)
 
 
 SignalMachine.TestCase.settings = settings(
