@@ -409,12 +409,15 @@ def test_the_writers_bookkeeping_matches_the_entries_after_every_write() -> None
         lambda: sig.connect(c),
         lambda: sig.disconnect(c),
         lambda: sig.disconnect(dispatch_uid="u"),
+        lambda: sig.connect(a, sender=s),
     ]
     for step in steps:
         step()
         assert_bookkeeping(sig)
     boxes.clear()
     gc.collect()
-    assert sig.receivers == [a]  # compacts the death
+    assert sig.receivers == [a, a]  # compacts the death
+    assert_bookkeeping(sig)
+    assert sig.disconnect(a, sender=s)
     assert_bookkeeping(sig)
     assert not sig._snapshot.has_async and not sig._snapshot.routed  # fast path
