@@ -1636,3 +1636,65 @@ def test_an_async_receiver_may_return_any_awaitable():
     sig = Signal()
     sig.connect(marked)
     assert [v for _, v in sig.send(sender=None)] == ["awaited"]
+
+
+def test_a_cancelled_asend_waits_for_clean_up_only_until_its_deadline(asyncio_logs):
+    """Cancelled while a receiver cleans up past the deadline: ``asend``
+    stops waiting at the deadline; the receiver's task is held until it
+    ends (not destroyed while pending), and nothing is logged."""
+    sig = Signal()
+    state: list[str] = []
+    started = asyncio.Event()
+
+    async def slow_clean_up(sender: object, **kwargs: Any) -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.6)
+            state.append("cleaned up")
+            raise
+
+    sig.connect(slow_clean_up)
+
+    async def main() -> None:
+        task = asyncio.create_task(sig.using(None, timeout=0.2).asend(sender=None))
+        await started.wait()
+        began = time.monotonic()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert time.monotonic() - began < 0.5  # the deadline, not the clean-up
+        assert state == []
+        gc.collect()  # a task nobody held would be destroyed here
+        while casync._in_flight:
+            await asyncio.sleep(0.05)
+        assert state == ["cleaned up"]
+
+    run_clean(main)
+
+
+def test_a_function_with_pythons_coroutine_marker_is_an_async_receiver(monkeypatch):
+    """``inspect.markcoroutinefunction`` (3.12+) sets a marker attribute that
+    ``inspect.iscoroutinefunction`` checks; concsignals asks inspect about
+    any function carrying it.  Before 3.12 the marker is emulated here."""
+
+    def marked(sender: object, **kwargs: Any) -> Any:
+        return AwaitableReply("marked")
+
+    if hasattr(inspect, "markcoroutinefunction"):
+        inspect.markcoroutinefunction(marked)
+    else:
+        mark = object()
+        real = inspect.iscoroutinefunction
+        monkeypatch.setattr(
+            inspect,
+            "iscoroutinefunction",
+            lambda f: getattr(f, "_is_coroutine_marker", None) is mark or real(f),
+        )
+        marked._is_coroutine_marker = mark  # type: ignore[attr-defined]
+    assert hasattr(marked, "_is_coroutine_marker")
+    assert is_async_receiver(marked)
+    sig = Signal()
+    sig.connect(marked)
+    assert [v for _, v in sig.send(sender=None)] == ["marked"]

@@ -688,3 +688,17 @@ def test_a_nested_submit_reports_the_executor_it_runs_on(recorder: Recorder) -> 
         assert [v for _, v in outer.using(pool).send(Shop)] == [["inner"]]
     (send,), _ = recorder.sends_of(inner)
     assert send.executor is pool
+
+
+def test_a_monitored_inline_send_with_a_deadline_tells_the_context_the_error() -> None:
+    sig = Signal()
+    sig.connect(ok := Reply("ok"))
+    sig.connect(bad := Fail("bad"))
+    rec = Wrapping()
+    monitoring.install(rec)
+    try:
+        result = sig.using(None, timeout=10).send_robust(Shop)
+    finally:
+        monitoring.uninstall(rec)
+    assert result[0] == (ok, "ok") and result[1][0] is bad
+    assert rec.contexts == ["enter", ("exit", None), "enter", ("exit", ValueError)]
