@@ -1163,7 +1163,7 @@ def test_a_signal_ref_names_an_importable_module_before_the_script(
     """A signal reachable from the script (``__main__``, or ``__mp_main__`` in
     a worker) and from a module is named by the module: other processes may
     not import the script by that name.  Entries of ``sys.modules`` that are
-    not modules are passed over."""
+    not modules, or whose namespace changes as it is read, are passed over."""
     import types
 
     sig = Signal()
@@ -1172,6 +1172,16 @@ def test_a_signal_ref_names_an_importable_module_before_the_script(
     monkeypatch.delitem(sys.modules, "__mp_main__", raising=False)
     monkeypatch.setitem(sys.modules, "__mp_main__", mp_main)  # before cs_home
     monkeypatch.setitem(sys.modules, "cs_not_a_module", object())
+
+    class Importing(types.ModuleType):
+        """A module whose namespace changes while it is copied (another
+        thread is importing it): passed over."""
+
+        @property  # type: ignore[misc]
+        def __dict__(self) -> Any:
+            raise RuntimeError("dictionary changed size during iteration")
+
+    monkeypatch.setitem(sys.modules, "cs_importing", Importing("cs_importing"))
     monkeypatch.setattr(sys.modules["__main__"], "cs_alias", sig, raising=False)
     home = types.ModuleType("cs_home")
     home.sig = sig  # type: ignore[attr-defined]
