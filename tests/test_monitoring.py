@@ -702,3 +702,19 @@ def test_a_monitored_inline_send_with_a_deadline_tells_the_context_the_error() -
         monitoring.uninstall(rec)
     assert result[0] == (ok, "ok") and result[1][0] is bad
     assert rec.contexts == ["enter", ("exit", None), "enter", ("exit", ValueError)]
+
+
+def test_a_monitored_asend_that_times_out_reports_the_calls_it_never_began(
+    recorder: Recorder,
+) -> None:
+    import asyncio
+
+    sig = Signal()
+    sig.connect(slow := Reply("slow", delay=0.3))
+    sig.connect(later := Reply("later"))
+    with pytest.raises(TimeoutError):
+        asyncio.run(sig.using(None, timeout=0.1).asend(Shop))
+    (ended,) = recorder.ended
+    assert isinstance(ended.error, TimeoutError)
+    assert recorder.outcomes(sig) == ["timed out", "timed out"]
+    del slow, later

@@ -418,6 +418,13 @@ def test_the_writers_bookkeeping_matches_the_entries_after_every_write() -> None
     gc.collect()
     assert sig.receivers == [a, a]  # compacts the death
     assert_bookkeeping(sig)
+    assert not sig._snapshot.has_async
     assert sig.disconnect(a, sender=s)
     assert_bookkeeping(sig)
     assert not sig._snapshot.has_async and not sig._snapshot.routed  # fast path
+    boxes.append(Box())
+    sig.connect(boxes[0].method)
+    boxes.clear()
+    gc.collect()
+    assert sig.receivers == [a]  # compacts again, with no sender's route
+    assert not sig._snapshot.has_async and not sig._snapshot.routed

@@ -3,61 +3,127 @@
 Keys are mutmut's mutant names (``mutmut show NAME`` prints the change);
 ``python -m tests.mutation.full`` counts these apart from real survivors and
 names any entry that is no longer a survivor of the run (the list drifted).
+
+Two kinds are listed.  *Equivalent*: no program can tell the mutant from the
+code.  *Performance only*: a fast path skipped or a cache not kept; every
+send, write and outcome is the same, only slower (the benchmarks measure
+those paths, the tests do not time them).
 """
 
 from __future__ import annotations
 
-_POOL_SIZE = (
-    "the size of the pool concsignals owns for submit(): no promise depends "
-    "on it (ThreadPoolExecutor's default is the same formula)"
-)
-_SEQ = (
-    "connection numbers are only compared, never counted: a different start "
-    "below 0, a gap, or < for <= between numbers that are never equal"
+_PROTOCOL = (
+    "pickle's default protocol instead of HIGHEST_PROTOCOL: protocols 4 and "
+    "5 pickle the same objects (5 adds out-of-band buffers, unused here)"
 )
 _THREAD_NAME = "the helper thread's name: read by nothing"
+_INSTANT = (
+    "< for <= (or > for >=) against the deadline: they differ only at the "
+    "exact float instant of the deadline"
+)
+_NOT_INSTALLED = (
+    "performance only: monitoring.watch() is called when no monitor is "
+    "installed, and returns None then, as the check it skips would"
+)
+
+_ANYONE = (
+    "performance only: the new snapshot shares the old any-sender tuple, or "
+    "rebuilds it when it could share it; a disconnected entry left in a "
+    "shared tuple is skipped by its DEAD getter, as in any older snapshot"
+)
 
 EQUIVALENT: dict[str, str] = {
     # executors.py
-    "concsignals.executors.x__unpicklable_argument__mutmut_5": (
-        "pickle's default protocol for HIGHEST_PROTOCOL, only to find which "
-        "argument fails: protocols 4 and 5 pickle the same objects"
-    ),
-    "concsignals.executors.x__unpicklable_argument__mutmut_7": (
-        "as _5: the default protocol"
-    ),
+    "concsignals.executors.x__unpicklable_argument__mutmut_5": _PROTOCOL,
+    "concsignals.executors.x__unpicklable_argument__mutmut_7": _PROTOCOL,
+    "concsignals.executors.x_dumps_args__mutmut_2": _PROTOCOL,
+    "concsignals.executors.x_dumps_args__mutmut_4": _PROTOCOL,
     "concsignals.executors.x_owned_pool__mutmut_1": (
-        "skips the lock-free fast read: the locked path returns the same pool"
+        "performance only: skips the lock-free read; the locked path returns "
+        "the same pool"
     ),
-    "concsignals.executors.x_owned_pool__mutmut_4": _POOL_SIZE,
-    "concsignals.executors.x_owned_pool__mutmut_9": _POOL_SIZE,
-    "concsignals.executors.x_owned_pool__mutmut_11": _POOL_SIZE,
-    "concsignals.executors.x_owned_pool__mutmut_12": _POOL_SIZE,
-    "concsignals.executors.x_owned_pool__mutmut_13": _POOL_SIZE,
-    "concsignals.executors.x_owned_pool__mutmut_15": _POOL_SIZE,
-    "concsignals.executors.x_owned_pool__mutmut_17": _POOL_SIZE,
+    "concsignals.executors.x_in_process__mutmut_11": (
+        "None for False as getattr's default: bool() of either is False"
+    ),
+    "concsignals.executors.xǁSignalRefǁ__hash____mutmut_1": (
+        "performance only: every ref hashes alike; equal refs still hash "
+        "equal, so sets and dicts stay correct"
+    ),
+    # _pickled.py
+    "concsignals._pickled.x_dump_receiver__mutmut_5": _PROTOCOL,
+    "concsignals._pickled.x_dump_receiver__mutmut_7": _PROTOCOL,
+    "concsignals._pickled.x_wait__mutmut_24": (
+        "with no failure among the futures, the send is closed only because "
+        "the deadline passed at the gate: the futures[1:] it then cancels "
+        "leave the first to the deadline's cancel a moment later, with the "
+        "same outcome (timed out, not started)"
+    ),
     # _registry.py
-    "concsignals._registry.x_replace_locked__mutmut_11": _SEQ,
-    "concsignals._registry.x_replace_locked__mutmut_16": _SEQ,
-    "concsignals._registry.x_replace_locked__mutmut_38": _SEQ,
-    "concsignals._registry.x_replace_locked__mutmut_78": (
-        "a retired entry's hold set to '' instead of None: either holds "
-        "nothing (the receiver is kept by the write's list until after the lock)"
+    "concsignals._registry.x_is_plain__mutmut_3": (
+        "performance only: a str/int/... dispatch_uid takes the bucket path "
+        "of uids with their own ==; for these types == and hash agree with "
+        "a dict's, so the same connections match"
     ),
+    "concsignals._registry.x_disconnect_locked__mutmut_41": (
+        "route_live is read only when there is a route: its value without "
+        "one is never used"
+    ),
+    "concsignals._registry.x_disconnect_locked__mutmut_67": _ANYONE,
+    "concsignals._registry.x_disconnect_locked__mutmut_73": _ANYONE,
+    "concsignals._registry.x_disconnect_locked__mutmut_78": _ANYONE,
+    "concsignals._registry.x_disconnect_locked__mutmut_79": _ANYONE,
+    "concsignals._registry.x_disconnect_locked__mutmut_80": _ANYONE,
+    "concsignals._registry.x_disconnect_locked__mutmut_85": (
+        "a disconnected entry's hold set to '' instead of None: either holds "
+        "nothing (the receiver is kept by the write's list until after the "
+        "lock)"
+    ),
+    "concsignals._registry.x_settled__mutmut_1": (
+        "performance only: a sender with one receiver gets a Route of one "
+        "instead of its entry; both give the same lookups and disconnects"
+    ),
+    "concsignals._registry.x_settled__mutmut_4": (
+        "the sender getter of the route's second entry instead of its first: "
+        "every entry of a route has the same sender"
+    ),
+    # _run.py
+    "concsignals._run.x_arun__mutmut_3": _NOT_INSTALLED,
+    "concsignals._run.x_submit__mutmut_9": (
+        "closes the send when its Future is done, not only when cancelled: "
+        "a Future is done once the send settled (every slot has its "
+        "outcome), so closing changes no slot, and the results are taken"
+    ),
+    "concsignals._run.x_start_gathered__mutmut_3": _NOT_INSTALLED,
     # _send.py
-    "concsignals._send.xǁSendǁexpired__mutmut_3": (
-        "> for >= against the deadline: the two differ only at the exact "
-        "float instant of the deadline"
+    "concsignals._send.xǁSendǁexpired__mutmut_3": _INSTANT,
+    # _signal.py
+    "concsignals._signal.xǁSignalǁ_collect_dead__mutmut_2": (
+        "performance only: also refreshes when no new death was reported; a "
+        "refreshed snapshot shows the same connections"
+    ),
+    "concsignals._signal.xǁSignalǁsend__mutmut_2": (
+        "performance only: send never takes its fast path; _send_general "
+        "does the same (benchmark case 1 measures the difference)"
+    ),
+    # _snapshot.py
+    "concsignals._snapshot.x_merge__mutmut_9": (
+        "<= for < between connection numbers of different entries, which are "
+        "never equal"
     ),
     # _threads.py
+    "concsignals._threads.x_start__mutmut_17": (
+        "performance only: marks the context for every job instead of when "
+        "the executor changes; the mark is the same"
+    ),
     "concsignals._threads.x_wait__mutmut_1": (
         "the first progress count to compare with: the count of begun calls "
         "is never None, -1 or -2, so the first slice never steals either way"
     ),
     "concsignals._threads.x_wait__mutmut_3": "as _1: -2 for -1",
-    "concsignals._threads.x_wait__mutmut_9": (
-        "< for <= against the time left: they differ only at the exact float "
-        "instant of the deadline"
+    "concsignals._threads.x_wait__mutmut_9": _INSTANT,
+    "concsignals._threads.x_wait__mutmut_21": (
+        "counts the calls not begun instead of those begun: n minus the "
+        "other, so 'no change since the last slice' is the same test"
     ),
     # _async.py
     "concsignals._async.x_run_private__mutmut_10": _THREAD_NAME,

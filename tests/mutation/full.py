@@ -93,7 +93,8 @@ def report(by_module: dict[str, dict[str, int | None]]) -> int:
     total: Counter[str] = Counter()
     survivors: list[str] = []
     surviving: set[str] = set()
-    print(f"{'module':28} {'total':>6} " + " ".join(f"{c:>11}" for c in columns))
+    heads = " ".join(f"{c:>11}" for c in columns)
+    print(f"{'module':28} {'total':>6} {heads}  {'score':>6}  {'tests':>6}")
     for module, codes in by_module.items():
         counts: Counter[str] = Counter()
         for name, code in codes.items():
@@ -122,12 +123,16 @@ def report(by_module: dict[str, dict[str, int | None]]) -> int:
 
 
 def _row(label: str, counts: Counter[str], columns: Sequence[str]) -> str:
+    """A module's counts, its score, and the score of its tests alone (the
+    mutants mypy rejected left out)."""
     n = sum(counts.values())
     judged = n - counts["equivalent"] - counts["not checked"]
     caught = counts["killed"] + counts["by mypy"]
-    score = f"{100 * caught / judged:5.1f}%" if judged else "  -"
+    score = f"{100 * caught / judged:5.1f}%" if judged else "    -"
+    tested = judged - counts["by mypy"]
+    by_tests = f"{100 * counts['killed'] / tested:5.1f}%" if tested else "    -"
     cells = " ".join(f"{counts[c]:>11}" for c in columns)
-    return f"{label:28} {n:>6} {cells}  {score}"
+    return f"{label:28} {n:>6} {cells}  {score}  {by_tests}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
