@@ -1698,3 +1698,26 @@ def test_a_function_with_pythons_coroutine_marker_is_an_async_receiver(monkeypat
     sig = Signal()
     sig.connect(marked)
     assert [v for _, v in sig.send(sender=None)] == ["marked"]
+
+
+def test_a_failure_after_a_receiver_the_send_cancelled_still_counts():
+    """Slot 0 is cancelled by the send (it closed on slot 1's failure): its
+    slot drops out, and slot 1's failure is still the send's outcome."""
+    sig = Signal()
+
+    async def slow(sender: object, **kwargs: Any) -> str:
+        await asyncio.sleep(10)
+        return "slow"
+
+    async def fails(sender: object, **kwargs: Any) -> str:
+        raise Boom("second")
+
+    sig.connect(slow)
+    sig.connect(fails)
+
+    async def main() -> None:
+        with pytest.raises(Boom, match="second") as caught:
+            await sig.asend(sender=None)
+        assert getattr(caught.value, "__notes__", []) == []
+
+    run_clean(main)

@@ -1194,3 +1194,14 @@ def test_a_signals_ref_is_made_once() -> None:
     """The location is looked up once per signal (a scan of sys.modules)."""
     sig = Signal()
     assert SignalRef.of(sig) is SignalRef.of(sig)
+
+
+@pytest.mark.timeout(20)
+def test_a_call_still_running_at_the_deadline_did_not_finish(
+    pool: ThreadPoolExecutor,
+) -> None:
+    sig = Signal()
+    sig.connect(slow := Reply("slow", delay=0.5))
+    [(r, err)] = sig.using(pool, timeout=0.1).send_robust(Shop)
+    assert r is slow and isinstance(err, TimeoutError)
+    assert str(err).startswith(f"receiver {slow!r} did not finish within the 0.1 s")

@@ -721,3 +721,17 @@ def test_a_monitored_asend_that_times_out_reports_the_calls_it_never_began(
     assert isinstance(ended.error, TimeoutError)
     assert recorder.outcomes(sig) == ["timed out", "timed out"]
     del slow, later
+
+
+def test_a_call_that_fails_after_the_deadline_is_timed_out_with_its_error(
+    recorder: Recorder,
+) -> None:
+    sig = Signal()
+    sig.connect(late := Fail("late", delay=0.3))
+    result = sig.using(None, timeout=0.1).send_robust(Shop)
+    assert isinstance(result[0][1], TimeoutError)
+    assert isinstance(result[0][1].__cause__, ValueError)
+    (call,) = recorder.calls
+    assert call.outcome == "timed out"
+    assert isinstance(call.error, ValueError) and str(call.error) == "late"
+    del late

@@ -21,6 +21,7 @@ _INSTANT = (
     "< for <= (or > for >=) against the deadline: they differ only at the "
     "exact float instant of the deadline"
 )
+_NONE_FOR_FALSE = "None for False as a flag's first value: only ever tested for truth"
 _NOT_INSTALLED = (
     "performance only: monitoring.watch() is called when no monitor is "
     "installed, and returns None then, as the check it skips would"
@@ -96,6 +97,17 @@ EQUIVALENT: dict[str, str] = {
     "concsignals._run.x_start_gathered__mutmut_3": _NOT_INSTALLED,
     # _send.py
     "concsignals._send.xǁSendǁexpired__mutmut_3": _INSTANT,
+    "concsignals._send.xǁSendǁbegin__mutmut_6": _INSTANT,
+    "concsignals._send.xǁSendǁend__mutmut_4": _INSTANT,
+    "concsignals._send.xǁSendǁbegin__mutmut_1": _NONE_FOR_FALSE,
+    "concsignals._send.xǁSendǁend__mutmut_13": _NONE_FOR_FALSE,
+    "concsignals._send.xǁSendǁ_close_locked__mutmut_2": (
+        "closing a closed send again (its reason kept) re-runs only what "
+        "cannot act twice: cancelling futures already cancelled, on_close "
+        "(a call cancelled again is not running, so not un-begun again; "
+        "asend's waiter cancels its tasks again, as its caller does anyway), "
+        "and the settled callback, which is taken once"
+    ),
     # _signal.py
     "concsignals._signal.xǁSignalǁ_collect_dead__mutmut_2": (
         "performance only: also refreshes when no new death was reported; a "
