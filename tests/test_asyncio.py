@@ -1721,3 +1721,15 @@ def test_a_failure_after_a_receiver_the_send_cancelled_still_counts():
         assert getattr(caught.value, "__notes__", []) == []
 
     run_clean(main)
+
+
+def test_a_plain_function_is_sync_before_asyncio_is_imported(monkeypatch):
+    """Without ``asyncio.coroutines`` loaded, nothing can carry its marker."""
+    import sys
+
+    monkeypatch.delitem(sys.modules, "asyncio.coroutines")
+
+    def plain(sender: object, **kwargs: Any) -> None:
+        pass
+
+    assert not is_async_receiver(plain)

@@ -735,3 +735,30 @@ def test_a_call_that_fails_after_the_deadline_is_timed_out_with_its_error(
     assert call.outcome == "timed out"
     assert isinstance(call.error, ValueError) and str(call.error) == "late"
     del late
+
+
+@pytest.mark.parametrize("deadline", [None, 0.1], ids=["failure", "deadline"])
+def test_an_async_call_the_send_cancelled_is_reported_as_its_close(
+    recorder: Recorder, deadline: float | None
+) -> None:
+    """Cancelled because another call failed: "exception"; because the
+    deadline passed: "timed out"."""
+    import asyncio
+
+    async def slow(signal: Any, sender: Any, **kw: Any) -> str:
+        await asyncio.sleep(10)
+        return "slow"
+
+    async def fails(signal: Any, sender: Any, **kw: Any) -> str:
+        raise ValueError("second")
+
+    sig = Signal()
+    sig.connect(slow)
+    if deadline is None:
+        sig.connect(fails)
+    with pytest.raises(ValueError if deadline is None else TimeoutError):
+        asyncio.run(sig.using(None, timeout=deadline).asend(Shop))
+    if deadline is None:
+        assert recorder.outcomes(sig) == ["exception", "exception"]
+    else:
+        assert recorder.outcomes(sig) == ["timed out"]

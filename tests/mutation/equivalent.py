@@ -122,6 +122,16 @@ EQUIVALENT: dict[str, str] = {
         "<= for < between connection numbers of different entries, which are "
         "never equal"
     ),
+    "concsignals._snapshot.xǁSnapshotǁanyone__mutmut_1": (
+        "performance only: the any-sender tuple is rebuilt on every lookup "
+        "instead of once per snapshot; the same entries each time"
+    ),
+    "concsignals._snapshot.xǁSnapshotǁlookup__mutmut_1": (
+        "performance only: the shortcut to the any-sender entries is taken "
+        "less often; the route lookup it falls to finds no route then (none "
+        "is filed under None, and none is left when no sender's own "
+        "receiver is connected) and returns the same entries"
+    ),
     # _threads.py
     "concsignals._threads.x_start__mutmut_17": (
         "performance only: marks the context for every job instead of when "
