@@ -141,6 +141,14 @@ MUTANTS: list[Mutant] = [
         ),
     ),
     Mutant(
+        name="owned-pool-nested-submit",
+        promise="5. a submit() waited on inside the owned pool finishes",
+        file="concsignals/_run.py",
+        old="        ctx.run(executors.on_pools.set, (*executors.on_pools.get(), pool))\n",
+        new="",
+        tests=("tests/test_executors.py", "-k", "owned_pool_does_not_deadlock"),
+    ),
+    Mutant(
         name="fork-reinitialises-locks",
         promise="9. after fork() every signal can be written to in the child",
         file="concsignals/_fork.py",
