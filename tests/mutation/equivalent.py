@@ -27,6 +27,11 @@ _NOT_INSTALLED = (
     "installed, and returns None then, as the check it skips would"
 )
 
+_STALE = (
+    "memory only: the garbage count after a dead sender's route is replaced "
+    "(its id() reused) is off by that route's entries, so compaction comes "
+    "sooner or later; no connection, send or result changes"
+)
 _ANYONE = (
     "performance only: the new snapshot shares the old any-sender tuple, or "
     "rebuilds it when it could share it; a disconnected entry left in a "
@@ -64,6 +69,16 @@ EQUIVALENT: dict[str, str] = {
         "performance only: a str/int/... dispatch_uid takes the bucket path "
         "of uids with their own ==; for these types == and hash agree with "
         "a dict's, so the same connections match"
+    ),
+    "concsignals._registry.x_connect_locked__mutmut_83": _STALE,
+    "concsignals._registry.x_connect_locked__mutmut_84": _STALE,
+    "concsignals._registry.x_connect_locked__mutmut_135": (
+        "connection numbers step by 2: they are only compared, never counted"
+    ),
+    "concsignals._registry.x_connect_locked__mutmut_146": (
+        "performance only: reports the uid bucket changed after connecting; "
+        "the caller resolves again and the next try finds the connection "
+        "made and returns"
     ),
     "concsignals._registry.x_disconnect_locked__mutmut_41": (
         "route_live is read only when there is a route: its value without "
