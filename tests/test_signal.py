@@ -175,6 +175,31 @@ def test_refuses_a_receiver_without_kwargs_and_changes_nothing():
     assert sig.receivers == []
 
 
+def test_kwargs_are_checked_on_callable_objects_and_accepted_when_unreadable():
+    """A callable object's ``__call__`` (read through ``inspect.signature``)
+    must take ``**kwargs`` too; a builtin whose signature cannot be read is
+    given the benefit of the doubt."""
+
+    class NoKwargs:
+        def __call__(self, sender: object) -> None:
+            pass
+
+    class Kwargs:
+        def __call__(self, sender: object, **kwargs: Any) -> str:
+            return "kwargs"
+
+    sig = Signal()
+    with pytest.raises(ValueError, match=r"must accept keyword arguments"):
+        sig.connect(NoKwargs(), weak=False)
+    sig.connect(ok := Kwargs(), weak=False)
+    sig.connect(dict, weak=False)  # inspect reads no signature of dict
+    assert [v for _, v in sig.send(sender="s")] == [
+        "kwargs",
+        {"signal": sig, "sender": "s"},
+    ]
+    del ok
+
+
 def test_refuses_without_kwargs_even_when_weak_false_or_with_uid():
     sig = Signal()
     with pytest.raises(ValueError):

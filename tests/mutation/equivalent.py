@@ -27,6 +27,15 @@ _NOT_INSTALLED = (
     "installed, and returns None then, as the check it skips would"
 )
 
+_FAST_CHECK = (
+    "performance only: a plain function's code flags are not read, and "
+    "inspect answers the same question from its signature"
+)
+_COMPACTION = (
+    "memory only: when garbage is compacted away (the threshold moved by "
+    "one, or by a third of the registry); every snapshot shows the same "
+    "connections before and after a compaction"
+)
 _STALE = (
     "memory only: the garbage count after a dead sender's route is replaced "
     "(its id() reused) is off by that route's entries, so compaction comes "
@@ -39,6 +48,9 @@ _ANYONE = (
 )
 
 EQUIVALENT: dict[str, str] = {
+    # _callables.py
+    "concsignals._callables.x_accepts_kwargs__mutmut_1": _FAST_CHECK,
+    "concsignals._callables.x_is_async_receiver__mutmut_2": _FAST_CHECK,
     # executors.py
     "concsignals.executors.x__unpicklable_argument__mutmut_5": _PROTOCOL,
     "concsignals.executors.x__unpicklable_argument__mutmut_7": _PROTOCOL,
@@ -80,6 +92,10 @@ EQUIVALENT: dict[str, str] = {
         "the caller resolves again and the next try finds the connection "
         "made and returns"
     ),
+    "concsignals._registry.x_compacted_locked__mutmut_9": _COMPACTION,
+    "concsignals._registry.x_compacted_locked__mutmut_10": _COMPACTION,
+    "concsignals._registry.x_compacted_locked__mutmut_12": _COMPACTION,
+    "concsignals._registry.x_compacted_locked__mutmut_13": _COMPACTION,
     "concsignals._registry.x_disconnect_locked__mutmut_41": (
         "route_live is read only when there is a route: its value without "
         "one is never used"
