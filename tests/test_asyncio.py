@@ -1733,3 +1733,41 @@ def test_a_plain_function_is_sync_before_asyncio_is_imported(monkeypatch):
         pass
 
     assert not is_async_receiver(plain)
+
+
+def mark_as_coroutine_function(fn: Any) -> Any:
+    """What asgiref's ``markcoroutinefunction`` does: inspect's marker on
+    3.12+, asyncio's before."""
+    if hasattr(inspect, "markcoroutinefunction"):
+        return inspect.markcoroutinefunction(fn)
+    fn._is_coroutine = asyncio.coroutines._is_coroutine
+    return fn
+
+
+def test_marked_receivers_are_async_through_partials_methods_and_call():
+    import types
+
+    def returns_awaitable(*args: Any, **kwargs: Any) -> AwaitableReply:
+        return AwaitableReply("marked")
+
+    marked = mark_as_coroutine_function(returns_awaitable)
+
+    class MarkedCall:
+        pass
+
+    MarkedCall.__call__ = mark_as_coroutine_function(  # type: ignore[attr-defined]
+        lambda self, *a, **kw: AwaitableReply("call")
+    )
+
+    class AsyncCall:
+        async def __call__(self, *args: Any, **kwargs: Any) -> str:
+            return "bound"
+
+    class Owner:
+        pass
+
+    assert is_async_receiver(functools.partial(marked))
+    assert is_async_receiver(MarkedCall())
+    # A method bound to a callable object: its __call__ is async.
+    assert is_async_receiver(types.MethodType(AsyncCall(), Owner()))
+    assert not is_async_receiver(types.MethodType(lambda self, **kw: None, Owner()))

@@ -200,6 +200,50 @@ def test_kwargs_are_checked_on_callable_objects_and_accepted_when_unreadable():
     del ok
 
 
+def test_a_decorated_receiver_is_judged_by_the_function_it_wraps():
+    """``functools.wraps`` sets ``__wrapped__``: the signature that counts is
+    the wrapped function's (as ``inspect.signature`` reads it, and Django)."""
+    import functools
+
+    def logged(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    @logged
+    def no_kwargs(sender: object) -> None:
+        pass
+
+    @logged
+    def with_kwargs(sender: object, **kwargs: Any) -> str:
+        return "wrapped"
+
+    sig = Signal()
+    with pytest.raises(ValueError, match=r"must accept keyword arguments"):
+        sig.connect(no_kwargs)
+    sig.connect(with_kwargs)
+    assert [v for _, v in sig.send(sender=None)] == ["wrapped"]
+
+
+def test_a_callable_with_a_self_attribute_but_no_func_is_weakly_held_as_itself():
+    class Proxy:
+        """Has ``__self__`` (as proxies do), but is no bound method."""
+
+        __self__ = "somebody"
+
+        def __call__(self, sender: object, **kwargs: Any) -> str:
+            return "proxy"
+
+    sig = Signal()
+    sig.connect(proxy := Proxy())
+    assert [v for _, v in sig.send(sender=None)] == ["proxy"]
+    del proxy
+    gc.collect()
+    assert sig.receivers == []
+
+
 def test_refuses_without_kwargs_even_when_weak_false_or_with_uid():
     sig = Signal()
     with pytest.raises(ValueError):
@@ -216,8 +260,12 @@ def test_a_receiver_that_cannot_be_weakly_referenced_gets_a_clear_error():
 
     sig = Signal()
     obj = Slotted()
-    with pytest.raises(TypeError, match=r"cannot be weakly referenced.*weak=False"):
+    with pytest.raises(TypeError) as caught:
         sig.connect(obj)
+    assert str(caught.value) == (
+        f"receiver {obj!r} cannot be weakly referenced; "
+        "connect it with weak=False to hold it strongly"
+    )
     assert sig.receivers == []
     sig.connect(obj, weak=False)
     assert sig.send(sender=None) == [(obj, "slotted")]

@@ -51,6 +51,12 @@ EQUIVALENT: dict[str, str] = {
     # _callables.py
     "concsignals._callables.x_accepts_kwargs__mutmut_1": _FAST_CHECK,
     "concsignals._callables.x_is_async_receiver__mutmut_2": _FAST_CHECK,
+    "concsignals._callables.x_plain_function__mutmut_2": _FAST_CHECK,
+    "concsignals._callables.x_is_async_receiver__mutmut_18": (
+        "a plain function that is not async also reaches the __call__ check, "
+        "which finds the function type's slot wrapper and answers no, as "
+        "the skipped check would"
+    ),
     # executors.py
     "concsignals.executors.x__unpicklable_argument__mutmut_5": _PROTOCOL,
     "concsignals.executors.x__unpicklable_argument__mutmut_7": _PROTOCOL,
