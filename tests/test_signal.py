@@ -936,6 +936,25 @@ def test_a_strong_receiver_of_a_dead_bound_method_sender_is_released():
     assert log == [False]
 
 
+def test_a_new_signals_first_snapshot_sees_none_of_its_first_connections():
+    sig = Signal()
+    empty = sig._snapshot
+    s = Sender()
+    sig.connect(a := make_receiver("a"))
+    sig.connect(b := make_receiver("b"), sender=s)
+    assert empty.lookup(None) == () and empty.lookup(s) == ()
+    first = sig._snapshot  # its any-sender tuple is not built yet
+    sig.connect(make_receiver("c"))
+    assert [e.get() for e in first.lookup(None)] == [a]
+    assert [e.get() for e in first.lookup(s)] == [a, b]
+
+
+def test_a_signal_does_not_ask_for_caching_by_default():
+    """As Django's: ``use_caching`` is False unless asked for."""
+    assert Signal().use_caching is False
+    assert Signal(use_caching=True).use_caching is True
+
+
 def test_a_disconnect_keeps_the_senders_merged_order():
     sig = Signal()
     s = Sender()

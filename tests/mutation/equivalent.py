@@ -27,6 +27,10 @@ _NOT_INSTALLED = (
     "installed, and returns None then, as the check it skips would"
 )
 
+_LAZY_ANYONE = (
+    "performance only: the any-sender tuple a snapshot was given (or knew "
+    "to be empty) is built again on its first lookup; the same entries"
+)
 _FAST_CHECK = (
     "performance only: a plain function's code flags are not read, and "
     "inspect answers the same question from its signature"
@@ -168,6 +172,24 @@ EQUIVALENT: dict[str, str] = {
         "less often; the route lookup it falls to finds no route then (none "
         "is filed under None, and none is left when no sender's own "
         "receiver is connected) and returns the same entries"
+    ),
+    "concsignals._snapshot.xǁStateǁ__init____mutmut_5": (
+        "connection numbers start at 1: they are only compared, never counted"
+    ),
+    "concsignals._snapshot.xǁSnapshotǁ__init____mutmut_8": _LAZY_ANYONE,
+    "concsignals._snapshot.xǁSnapshotǁ__init____mutmut_9": _LAZY_ANYONE,
+    "concsignals._snapshot.xǁSnapshotǁ__init____mutmut_12": (
+        "performance only: no snapshot offers send's fast path; _send_general "
+        "does the same"
+    ),
+    "concsignals._snapshot.x_empty__mutmut_12": (
+        "a new signal's first snapshot never reads its upto bound: with no "
+        "sender routes it answers every lookup from its (empty) any-sender "
+        "entries"
+    ),
+    "concsignals._snapshot.x_empty__mutmut_14": (
+        "performance only: a new signal's snapshot claims sender routes it "
+        "has not; lookups find none and return the same (empty) entries"
     ),
     # _threads.py
     "concsignals._threads.x_start__mutmut_17": (
