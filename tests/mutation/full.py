@@ -15,6 +15,8 @@ How a mutant counts
   runs.  Counted as killed;
 * *equivalent*: it survived, and ``EQUIVALENT`` below says why it cannot
   change behaviour;
+* *perf only*: likewise listed, but what it changes is speed or memory only
+  (a fast path or cache not used, compaction sooner or later);
 * *survived*: it survived and is not known to be equivalent: a gap in the
   tests, to be closed by a test or explained in ``EQUIVALENT``;
 * *no tests*: no test of the selection calls the mutated function in the
@@ -46,6 +48,9 @@ MUTANTS = ROOT / "mutants"
 
 #: mutmut's exit codes (``mutmut.stats.status_by_exit_code``), as counted here.
 KILLED = {1, 3, 36, -24, 24, 152, 255}
+#: How ``EQUIVALENT`` begins the reason of a survivor that changes only speed
+#: or memory (counted apart, and out of the score like an equivalent).
+PERF = ("performance only", "memory only")
 #: Rejected by ``mypy --strict`` (``type_check_command``) before any test ran.
 BY_MYPY = {37}
 SURVIVED = {0}
@@ -71,7 +76,9 @@ def classify(name: str, code: int | None) -> str:
     if code in BY_MYPY:
         return "by mypy"
     if code in SURVIVED:
-        return "equivalent" if name in EQUIVALENT else "survived"
+        if name not in EQUIVALENT:
+            return "survived"
+        return "perf only" if EQUIVALENT[name].startswith(PERF) else "equivalent"
     if code in NO_TESTS:
         return "no tests"
     if code is None:
@@ -85,6 +92,7 @@ def report(by_module: dict[str, dict[str, int | None]]) -> int:
         "killed",
         "by mypy",
         "equivalent",
+        "perf only",
         "survived",
         "no tests",
         "not checked",
@@ -126,7 +134,7 @@ def _row(label: str, counts: Counter[str], columns: Sequence[str]) -> str:
     """A module's counts, its score, and the score of its tests alone (the
     mutants mypy rejected left out)."""
     n = sum(counts.values())
-    judged = n - counts["equivalent"] - counts["not checked"]
+    judged = n - counts["equivalent"] - counts["perf only"] - counts["not checked"]
     caught = counts["killed"] + counts["by mypy"]
     score = f"{100 * caught / judged:5.1f}%" if judged else "    -"
     tested = judged - counts["by mypy"]
