@@ -795,9 +795,10 @@ class SharedFailure(Executor):
 
 
 class Uncopyable(Exception):
-    """An exception ``copy.copy`` cannot copy."""
+    """An exception ``copy.copy`` cannot copy (``__copy__`` comes first, before
+    any reducer registered with ``copyreg``, as tblib's are)."""
 
-    def __reduce_ex__(self, protocol: Any) -> Any:
+    def __copy__(self) -> Any:
         raise TypeError("not copyable")
 
 
