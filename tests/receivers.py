@@ -8,9 +8,11 @@ and check that the result holds the very objects it connected.
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from concsignals import Signal
@@ -164,3 +166,20 @@ class WaitForFile:
 
     def __repr__(self) -> str:
         return f"WaitForFile({self.tag!r})"
+
+
+def kills(holder: list[Any], result: Any = "killer") -> Callable[..., Any]:
+    """A receiver that drops the objects in ``holder`` (the next receiver's,
+    say, so that it dies mid-send) and returns ``result``; a send with
+    ``kill=False`` spares them."""
+
+    def kill(**named: Any) -> Any:
+        if named.get("kill", True):
+            holder.clear()
+            # Free-threaded builds free an object dropped by a thread that
+            # did not make it only once its maker merges the count; a
+            # collection merges it now.
+            gc.collect()
+        return result
+
+    return kill

@@ -1552,10 +1552,11 @@ def test_a_task_left_on_the_private_loop_is_cancelled_and_awaited_at_close():
     assert tasks[0].cancelled()
 
 
-def test_a_cancelled_asend_waits_for_its_one_receivers_clean_up(asyncio_logs):
-    """One receiver, cancelled with the caller, takes a while to clean up:
-    the cancelled ``asend`` still returns only after it ended."""
-    sig = Signal()
+def cleans_up_when_cancelled(
+    sig: Signal, seconds: float
+) -> tuple[list[str], asyncio.Event]:
+    """Connect a receiver that waits until cancelled, then cleans up for
+    ``seconds``; its log, and an event set when it started."""
     state: list[str] = []
     started = asyncio.Event()
 
@@ -1564,11 +1565,19 @@ def test_a_cancelled_asend_waits_for_its_one_receivers_clean_up(asyncio_logs):
         try:
             await asyncio.Event().wait()
         except asyncio.CancelledError:
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(seconds)
             state.append("cleaned up")
             raise
 
-    sig.connect(cleans_up)
+    sig.connect(cleans_up, weak=False)
+    return state, started
+
+
+def test_a_cancelled_asend_waits_for_its_one_receivers_clean_up(asyncio_logs):
+    """One receiver, cancelled with the caller, takes a while to clean up:
+    the cancelled ``asend`` still returns only after it ended."""
+    sig = Signal()
+    state, started = cleans_up_when_cancelled(sig, 0.1)
 
     async def main() -> None:
         task = asyncio.create_task(sig.asend(sender=None))
@@ -1643,19 +1652,7 @@ def test_a_cancelled_asend_waits_for_clean_up_only_until_its_deadline(asyncio_lo
     stops waiting at the deadline; the receiver's task is held until it
     ends (not destroyed while pending), and nothing is logged."""
     sig = Signal()
-    state: list[str] = []
-    started = asyncio.Event()
-
-    async def slow_clean_up(sender: object, **kwargs: Any) -> None:
-        started.set()
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            await asyncio.sleep(0.6)
-            state.append("cleaned up")
-            raise
-
-    sig.connect(slow_clean_up)
+    state, started = cleans_up_when_cancelled(sig, 0.6)
 
     async def main() -> None:
         task = asyncio.create_task(sig.using(None, timeout=0.2).asend(sender=None))

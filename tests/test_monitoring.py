@@ -14,7 +14,7 @@ import pytest
 
 from concsignals import Signal, _carriers, _monitor_events, monitoring
 from tests.backends import Backend
-from tests.receivers import Fail, Reply, Shop, WaitForFile
+from tests.receivers import Fail, Reply, Shop, WaitForFile, kills
 
 
 class Recorder:
@@ -225,14 +225,8 @@ def test_a_submit_that_raises_is_monitored_with_its_error(
     from tests.receivers import Halt, Stop
 
     holder = [Reply("victim")]
-
-    def kills_the_next(**kw: Any) -> str:
-        holder.clear()
-        gc.collect()  # frees it now on a free-threaded build too
-        return "a"
-
     sig = Signal()
-    sig.connect(kills_the_next)
+    sig.connect(kills(holder, "a"), weak=False)
     sig.connect(holder[0])  # weak: dies before its call begins
     sig.connect(Halt(), weak=False)
     sig.connect(Reply("later"), weak=False)
@@ -252,14 +246,8 @@ def test_submit_reports_a_receiver_that_died_before_its_call_as_skipped(
     from concurrent.futures import ThreadPoolExecutor
 
     holder = [Reply("victim")]
-
-    def kills_the_next(**kw: Any) -> str:
-        holder.clear()
-        gc.collect()  # frees it now on a free-threaded build too
-        return "a"
-
     sig = Signal()
-    sig.connect(kills_the_next)
+    sig.connect(kills(holder, "a"), weak=False)
     sig.connect(holder[0])
     with ThreadPoolExecutor(1) as pool:
         result = sig.using(pool if pooled else None).submit(Shop).result(timeout=30)

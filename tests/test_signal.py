@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from concsignals import Signal, _registry, receiver
+from tests.receivers import kills
 
 
 def make_receiver(tag: object, log: list[Any] | None = None) -> Any:
@@ -1171,21 +1172,6 @@ def test_two_signals_torn_down_in_opposite_order_from_two_threads_complete():
 # -- a snapshot refreshed after a send met a dead receiver -------------------------
 
 
-def killer(holder: list[Holder]) -> Callable[..., str]:
-    """A receiver that drops the only reference to the next one's object."""
-
-    def kill(signal: Any, sender: Any, **kw: Any) -> str:
-        if kw.get("kill", True):
-            holder.clear()
-            # Free-threaded builds free an object dropped by a thread that
-            # did not make it only once its maker merges the count; a
-            # collection merges it now.
-            gc.collect()
-        return "killer"
-
-    return kill
-
-
 def test_a_refreshed_snapshot_keeps_the_senders_own_receivers() -> None:
     """A send meets a receiver that died during it and has later sends
     rebuild their tuples: the receivers connected for one sender stay."""
@@ -1195,7 +1181,7 @@ def test_a_refreshed_snapshot_keeps_the_senders_own_receivers() -> None:
 
     sig = Signal()
     holder = [Holder("victim")]
-    sig.connect(kill := killer(holder))
+    sig.connect(kill := kills(holder))
     sig.connect(holder[0].method)  # any sender, weak
     own = Holder("own")
     sig.connect(own.method, sender=Shop)
@@ -1227,7 +1213,7 @@ def test_a_refreshed_snapshot_keeps_knowing_its_async_receivers() -> None:
 
     sig = Signal()
     holder = [Holder("victim")]
-    sig.connect(kill := killer(holder), sender=Shop)
+    sig.connect(kill := kills(holder), sender=Shop)
     sig.connect(holder[0].method, sender=Shop)
     sig.connect(awaited, sender=Other)
     quiet = Quiet()
@@ -1252,7 +1238,7 @@ def test_a_send_that_meets_a_dead_receiver_never_waits_for_a_writer() -> None:
 
     sig = Signal()
     holder = [Holder("victim")]
-    sig.connect(kill := killer(holder))
+    sig.connect(kill := kills(holder))
     sig.connect(holder[0].method)
     sig.connect(own := Holder("own").method, sender=Shop, weak=False)
     results: list[Any] = []
@@ -1393,7 +1379,7 @@ def test_a_death_after_a_compaction_still_refreshes_the_next_sends():
     gc.collect()
     assert sig.receivers == []  # compacts the reported death
     holder = [Holder("victim")]
-    sig.connect(kill := killer(holder))
+    sig.connect(kill := kills(holder))
     sig.connect(holder[0].method)
     sig.send(None, kill=False)  # builds the tuples
     before = sig._snapshot
