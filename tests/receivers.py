@@ -183,3 +183,19 @@ def kills(holder: list[Any], result: Any = "killer") -> Callable[..., Any]:
         return result
 
     return kill
+
+
+class Carried:
+    """A monitor's carrier (pickled to a worker): logs its context to
+    ``Carried.log`` as ``(what, name, exception type or None)``."""
+
+    log: list[tuple[str, str, Any]] = []
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __enter__(self) -> None:
+        Carried.log.append(("enter", self.name, None))
+
+    def __exit__(self, kind: Any, err: Any, tb: Any) -> None:
+        Carried.log.append(("exit", self.name, kind))

@@ -1620,6 +1620,15 @@ def test_at_the_deadline_asend_waits_for_its_cancelled_receivers_clean_up(
     run_clean(main)
 
 
+def mark_as_coroutine_function(fn: Any) -> Any:
+    """What asgiref's ``markcoroutinefunction`` does: inspect's marker on
+    3.12+, asyncio's before."""
+    if hasattr(inspect, "markcoroutinefunction"):
+        return inspect.markcoroutinefunction(fn)
+    fn._is_coroutine = asyncio.coroutines._is_coroutine
+    return fn
+
+
 class AwaitableReply:
     """Not a coroutine, but awaitable (``__await__``), like asyncio's Futures."""
 
@@ -1638,12 +1647,8 @@ def test_an_async_receiver_may_return_any_awaitable():
     def marked(sender: object, **kwargs: Any) -> AwaitableReply:
         return AwaitableReply("awaited")
 
-    if hasattr(inspect, "markcoroutinefunction"):  # Python 3.12+
-        inspect.markcoroutinefunction(marked)
-    else:  # asyncio's marker, which asgiref sets before 3.12
-        marked._is_coroutine = asyncio.coroutines._is_coroutine  # type: ignore[attr-defined]
     sig = Signal()
-    sig.connect(marked)
+    sig.connect(mark_as_coroutine_function(marked))
     assert [v for _, v in sig.send(sender=None)] == ["awaited"]
 
 
@@ -1730,15 +1735,6 @@ def test_a_plain_function_is_sync_before_asyncio_is_imported(monkeypatch):
         pass
 
     assert not is_async_receiver(plain)
-
-
-def mark_as_coroutine_function(fn: Any) -> Any:
-    """What asgiref's ``markcoroutinefunction`` does: inspect's marker on
-    3.12+, asyncio's before."""
-    if hasattr(inspect, "markcoroutinefunction"):
-        return inspect.markcoroutinefunction(fn)
-    fn._is_coroutine = asyncio.coroutines._is_coroutine
-    return fn
 
 
 def test_marked_receivers_are_async_through_partials_methods_and_call():

@@ -23,6 +23,7 @@ import pytest
 
 from concsignals import Signal, SignalRef, _run, _threads, executors
 from tests.receivers import (
+    Carried,
     Fail,
     Halt,
     Reply,
@@ -844,21 +845,6 @@ def test_one_executor_failure_shared_by_slots_gives_each_its_own_copy(
 
 def echo(signal: Any, sender: Any, **named: Any) -> tuple[Any, Any, dict[str, Any]]:
     return signal, sender, named
-
-
-class Carried:
-    """A monitor's carrier: logs its context to ``Carried.log``."""
-
-    log: list[tuple[str, str, Any]] = []
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __enter__(self) -> None:
-        Carried.log.append(("enter", self.name, None))
-
-    def __exit__(self, kind: Any, err: Any, tb: Any) -> None:
-        Carried.log.append(("exit", self.name, kind))
 
 
 def test_a_worker_calls_the_receiver_with_the_signal_sender_and_arguments() -> None:

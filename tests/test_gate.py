@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import pytest
 
 from concsignals import Signal, _run
-from tests.receivers import Halt, Reply, Shop, Stop
+from tests.receivers import Carried, Halt, Reply, Shop, Stop
 
 T = TypeVar("T")
 
@@ -266,6 +266,15 @@ def test_no_call_is_handed_over_once_the_deadline_passed(
 # -- handed over, then cancelled (out of process) ---------------------------------
 
 
+def connected(*receivers: Any) -> tuple[Signal, list[Any]]:
+    """A new signal with ``receivers`` connected (weakly), in that order; the
+    list keeps them alive."""
+    sig = Signal()
+    for r in receivers:
+        sig.connect(r)
+    return sig, list(receivers)
+
+
 class Parked(ProcessPoolExecutor):
     """An out-of-process executor whose queue a test controls.
 
@@ -367,10 +376,7 @@ def test_handed_over_calls_cancelled_after_a_failure_drop_out(
     outcome (no note on the error, no time-out)."""
     pool = parked(set())
     pool.fail(0, Boom("first"), after=0.1)
-    sig = Signal()
-    receivers = [Reply("a"), Reply("b"), Reply("c")]
-    for r in receivers:
-        sig.connect(r)
+    sig, _held = connected(Reply("a"), Reply("b"), Reply("c"))
     with pytest.raises(Boom, match="first") as caught:
         sig.using(pool, timeout=20).send(Shop)
     assert getattr(caught.value, "__notes__", []) == []
@@ -386,10 +392,7 @@ def test_an_earlier_call_still_queued_at_the_deadline_wins_over_a_later_failure(
     without starting, and as the earliest slot its time-out is raised."""
     pool = parked(set())
     pool.fail(1, Boom("second"), after=0.05)
-    sig = Signal()
-    receivers = [Reply("a"), Reply("b"), Reply("c")]
-    for r in receivers:
-        sig.connect(r)
+    sig, receivers = connected(Reply("a"), Reply("b"), Reply("c"))
     with pytest.raises(TimeoutError, match="was not started") as caught:
         sig.using(pool, timeout=0.5).send(Shop)
     assert f"receiver {receivers[0]!r} was not started" in str(caught.value)
@@ -407,10 +410,7 @@ def test_cancelling_a_submit_future_cancels_the_calls_handed_over(
     every call still queued, and settles it quietly (its outcome has nowhere
     to go: nothing is logged)."""
     pool = parked(set())
-    sig = Signal()
-    receivers = [Reply("a"), Reply("b")]
-    for r in receivers:
-        sig.connect(r)
+    sig, _held = connected(Reply("a"), Reply("b"))
     fut = sig.using(pool).submit(Shop)
     assert not fut.done()
     assert len(pool.parked) == 2
@@ -428,10 +428,7 @@ def test_a_submit_closed_while_handing_over_cancels_what_it_handed(
     send before it could cancel anything; what was handed over is cancelled
     once the hand-off is done, and the Future gets the error."""
     pool = parked({1})
-    sig = Signal()
-    receivers = [Reply("a"), Halt(), Reply("c")]
-    for r in receivers:
-        sig.connect(r)
+    sig, _held = connected(Reply("a"), Halt(), Reply("c"))
     fut = sig.using(pool).submit(Shop)
     assert isinstance(fut.exception(timeout=10), Stop)
     assert len(pool.parked) == 1  # "c" was never handed over
@@ -447,10 +444,7 @@ def test_a_robust_send_lets_the_calls_after_a_failure_run(
     pool.fail(0, Boom("first"), after=0.05)
     pool.end(1, 0.15, value="b")
     pool.end(2, 0.15, value="c")
-    sig = Signal()
-    receivers = [Reply("a"), Reply("b"), Reply("c")]
-    for r in receivers:
-        sig.connect(r)
+    sig, receivers = connected(Reply("a"), Reply("b"), Reply("c"))
     result = sig.using(pool).send_robust(Shop)
     assert [r for r, _ in result] == receivers
     assert isinstance(result[0][1], Boom)
@@ -466,10 +460,7 @@ def test_the_sender_cancels_the_queue_on_a_failure_its_callback_did_not_record(
     rather than wait for them (here, forever: there is no deadline)."""
     pool = parked(set(), quiet=True)
     pool.fail(0, Boom("first"), after=0.05)
-    sig = Signal()
-    receivers = [Reply("a"), Reply("b"), Reply("c")]
-    for r in receivers:
-        sig.connect(r)
+    sig, _held = connected(Reply("a"), Reply("b"), Reply("c"))
     with pytest.raises(Boom, match="first") as caught:
         sig.using(pool).send(Shop)
     assert getattr(caught.value, "__notes__", []) == []
@@ -485,10 +476,7 @@ def test_only_the_calls_after_the_earliest_failure_are_cancelled(
     could still have failed first)."""
     pool = parked(set())
     pool.fail(2, Boom("third"), after=0.05)
-    sig = Signal()
-    receivers = [Reply("a"), Reply("b"), Reply("c"), Reply("d")]
-    for r in receivers:
-        sig.connect(r)
+    sig, receivers = connected(Reply("a"), Reply("b"), Reply("c"), Reply("d"))
     with pytest.raises(TimeoutError) as caught:
         sig.using(pool, timeout=0.5).send(Shop)
     assert f"receiver {receivers[0]!r} was not started" in str(caught.value)
@@ -528,21 +516,6 @@ def test_a_receiver_that_dies_while_the_send_pickles_is_skipped_and_the_rest_go(
     assert result == [(first, "first"), (after, "after")]
 
 
-class Carried:
-    """A monitor's carrier, pickled to the worker: logs its context."""
-
-    log: list[str] = []
-
-    def __init__(self, tag: str) -> None:
-        self.tag = tag
-
-    def __enter__(self) -> None:
-        Carried.log.append(f"enter {self.tag}")
-
-    def __exit__(self, *exc: Any) -> None:
-        Carried.log.append(f"exit {self.tag}")
-
-
 class Carrying:
     """A monitor whose carrier goes with each call to the worker."""
 
@@ -557,10 +530,7 @@ def test_the_monitors_carriers_go_with_each_call_handed_over(
     from concsignals import monitoring
 
     pool = parked({0, 1})
-    sig = Signal()
-    receivers = [Reply("a"), Reply("b")]
-    for r in receivers:
-        sig.connect(r)
+    sig, _held = connected(Reply("a"), Reply("b"))
     monitor = Carrying()
     Carried.log.clear()
     monitoring.install(monitor)
@@ -568,4 +538,9 @@ def test_the_monitors_carriers_go_with_each_call_handed_over(
         assert [v for _, v in sig.using(pool).send(Shop)] == ["a", "b"]
     finally:
         monitoring.uninstall(monitor)
-    assert Carried.log == ["enter call 0", "exit call 0", "enter call 1", "exit call 1"]
+    assert Carried.log == [
+        ("enter", "call 0", None),
+        ("exit", "call 0", None),
+        ("enter", "call 1", None),
+        ("exit", "call 1", None),
+    ]

@@ -1192,15 +1192,21 @@ def test_a_refreshed_snapshot_keeps_the_senders_own_receivers() -> None:
     del kill
 
 
+class SendsSeen:
+    """A monitor that only keeps the sends it saw begin."""
+
+    def __init__(self) -> None:
+        self.sends: list[Any] = []
+
+    def send_began(self, send: Any) -> None:
+        self.sends.append(send)
+
+
 def test_a_refreshed_snapshot_keeps_knowing_its_async_receivers() -> None:
     """The refresh comes from a monitored send_robust for a sender without
     async receivers; a later send for the sender that has one still awaits
     it (not calls it as a sync receiver)."""
     from concsignals import monitoring
-
-    class Quiet:
-        def send_began(self, send: Any) -> None:
-            pass
 
     class Shop:
         pass
@@ -1216,7 +1222,7 @@ def test_a_refreshed_snapshot_keeps_knowing_its_async_receivers() -> None:
     sig.connect(kill := kills(holder), sender=Shop)
     sig.connect(holder[0].method, sender=Shop)
     sig.connect(awaited, sender=Other)
-    quiet = Quiet()
+    quiet = SendsSeen()
     monitoring.install(quiet)
     try:
         before = sig._snapshot
@@ -1332,18 +1338,11 @@ def test_the_fast_path_of_a_repeated_send_does_what_the_first_send_does(how: str
 
     from concsignals import monitoring
 
-    class Quiet:
-        def __init__(self) -> None:
-            self.sends: list[Any] = []
-
-        def send_began(self, send: Any) -> None:
-            self.sends.append(send)
-
     def echo(signal: Any, sender: Any, **kw: Any) -> Any:
         return signal, sender, kw, threading.current_thread().name
 
     holder = [Holder("victim")]
-    quiet = Quiet()
+    quiet = SendsSeen()
     with ThreadPoolExecutor(1, thread_name_prefix="fast") as pool:
         sig = Signal(executor=pool if how == "executor" else None)
         sig.connect(echo)
