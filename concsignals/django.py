@@ -46,12 +46,12 @@ import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from typing import Any, TypeVar
 
-from . import _djangoasync, _inline, _registry, _replace, _signal, monitoring
+from . import _adopt, _djangoasync, _inline, _registry, _replace, _signal, monitoring
+from ._adopt import NONE_ID
 from ._snapshot import (
     Entry,
     Receiver,
     receiver_getter,
-    receiver_id,
     sender_getter,
 )
 
@@ -60,9 +60,6 @@ __all__ = ["Signal", "install", "receiver"]
 T = TypeVar("T")
 Responses = list[tuple[Receiver, Any]]
 ReceiverTuple = tuple[tuple[Any, Any], Any, bool]
-
-#: Django's key for "any sender": ``django.dispatch.dispatcher.NONE_ID``.
-NONE_ID = id(None)
 
 
 class _DjangoTuple(tuple):  # type: ignore[type-arg]
@@ -156,32 +153,31 @@ class Signal(_signal.Signal):
     def _wanted(self, item: ReceiverTuple) -> _replace.Wanted | None:
         """The connection one of Django's receiver tuples asks for; ``None``
         if its receiver or sender died."""
-        (receiver_key, sender_key), ref, is_async = item
+        conn = getattr(item, "connection", None)
+        if not isinstance(conn, _replace.Connection):
+            if item[0][1] != NONE_ID:
+                raise ValueError(
+                    f"receiver tuple {item!r} names its sender only by id(): "
+                    f"assign tuples read from a signal's receivers, or use "
+                    f"connect()"
+                )
+            return _adopt.wanted(self, item, None)
+        _, ref, is_async = item
         weak = isinstance(ref, weakref.ReferenceType)
         r = ref() if weak else ref
         if r is None:
             return None
         get, hold = receiver_getter(r, weak, self._notice)
-        conn = getattr(item, "connection", None)
-        if isinstance(conn, _replace.Connection):
-            origin = conn.entry
-            sender_get = None
-            if origin.sender_get is not None:
-                sender = origin.sender_get()
-                if sender is None:
-                    return None
-                sender_get = sender_getter(sender, self._notice)
-            return _replace.Wanted(
-                conn.key, conn.uid, get, sender_get, hold, is_async, origin
-            )
-        if sender_key != NONE_ID:
-            raise ValueError(
-                f"receiver tuple {item!r} names its sender only by id(): assign "
-                f"tuples read from a signal's receivers, or use connect()"
-            )
-        uid = None if receiver_key == receiver_id(r) else receiver_key
-        key = _registry.lookup_key(r, None, uid)
-        return _replace.Wanted(key, uid, get, None, hold, is_async, None)
+        origin = conn.entry
+        sender_get = None
+        if origin.sender_get is not None:
+            sender = origin.sender_get()
+            if sender is None:
+                return None
+            sender_get = sender_getter(sender, self._notice)
+        return _replace.Wanted(
+            conn.key, conn.uid, get, sender_get, hold, is_async, origin
+        )
 
     # -- connecting ---------------------------------------------------------------
 
@@ -394,16 +390,28 @@ def receiver(
 
 
 def install() -> None:
-    """Make ``django.dispatch.Signal`` and ``receiver`` concsignals'.
+    """Put Django's signals on concsignals: those that exist, and those to come.
 
-    Call it first thing in ``manage.py``, ``wsgi.py``, ``asgi.py`` or a pytest
-    ``conftest.py``, before ``django.setup()`` and before any import of a
-    module that defines signals.  Every signal Django defines afterwards,
-    built-ins included, is a :class:`Signal`.  Idempotent.  Raises
-    ``RuntimeError`` naming the modules that already hold Django's own
-    ``Signal`` (its class or an instance); nothing is changed then.
+    Call it once, at start-up, wherever is convenient: the settings module,
+    ``manage.py``, ``wsgi.py``, ``asgi.py``, a pytest ``conftest.py`` (under
+    pytest-django too), or an ``AppConfig.ready()``.  Idempotent.
 
-    Not thread-safe: call it once, at start-up, before threads are started.
+    Signals Django (or anyone) already made with ``django.dispatch.Signal`` or
+    a subclass of it (``ModelSignal``) are adopted in place: each stays the
+    same object, now a :class:`Signal`, with every connection it had, in
+    order, weak or strong, with its ``dispatch_uid`` and its sender.  Then
+    ``django.dispatch.Signal`` and ``receiver`` (and every module attribute
+    that held Django's ``Signal`` class) become concsignals', so signals
+    defined later are born concsignals.  See ``concsignals/_adopt.py`` for how,
+    and what a send racing it sees.
+
+    Raises ``RuntimeError`` naming what cannot be adopted and why, before
+    anything changes: chiefly ``django.dispatch.Signal`` methods replaced by
+    other code (sentry-sdk's Django integration), which concsignals cannot
+    carry over; call ``install()`` before that code runs.
+
+    Not thread-safe: a Django ``connect``/``disconnect`` on another thread
+    while it runs may be lost.  Call it before starting threads.
     """
     from django import dispatch  # type: ignore[import-untyped]
     from django.dispatch import dispatcher  # type: ignore[import-untyped]
@@ -411,29 +419,22 @@ def install() -> None:
     if dispatcher.Signal is Signal:
         return
     stock = dispatcher.Signal
-    holders = sorted(_modules_holding(stock))
-    if holders:
-        raise RuntimeError(
-            "concsignals.django.install() was called after Django defined "
-            f"signals with its own Signal, in: {', '.join(holders)}.  Call "
-            "install() before them: first thing in manage.py, wsgi.py, "
-            "asgi.py or conftest.py, before django.setup()."
-        )
+    _adopt.adopt(stock, Signal)
+    for name, attr in _modules_holding(stock):
+        setattr(sys.modules[name], attr, Signal)
     for module in (dispatcher, dispatch):
         module.Signal = Signal
         module.receiver = receiver
 
 
-def _modules_holding(stock: type) -> Iterable[str]:
-    """Names of loaded modules (but Django's dispatch itself) that hold the
-    class ``stock`` or an instance of it."""
-    skip = {"django.dispatch", "django.dispatch.dispatcher", __name__}
+def _modules_holding(stock: type) -> list[tuple[str, str]]:
+    """``(module name, attribute name)`` of every loaded module's attribute
+    that is the class ``stock``."""
+    found = []
     for name, module in list(sys.modules.items()):
-        if name in skip or module is None:
-            continue
         try:
-            values = list(vars(module).values())
+            items = list(vars(module).items())
         except TypeError:
             continue
-        if any(v is stock or issubclass(type(v), stock) for v in values):
-            yield name
+        found += [(name, attr) for attr, v in items if v is stock]
+    return found

@@ -7,9 +7,11 @@ in a subprocess, which prints ``OK`` when all its assertions held.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -80,23 +82,40 @@ def test_install_makes_every_django_signal_a_concsignals_one() -> None:
 @pytest.mark.parametrize(
     "first", ["django.core.signals", "django.db.models.signals", "django.test"]
 )
-def test_install_after_django_defined_signals_is_refused_naming_them(
+def test_install_after_django_defined_signals_adopts_them_in_place(
     first: str,
 ) -> None:
+    """The signals a module made before install() stay the same objects, now
+    concsignals, with the receivers connected to them."""
     out = run(f"""
         import importlib, django.dispatch
+        from django.conf import settings
+        settings.configure()  # Django's own request_finished receivers read it
+        from django.dispatch import Signal as Held
         importlib.import_module({first!r})
-        stock = django.dispatch.Signal
+        from django.core.signals import request_finished
+        from django.db.models.signals import post_save, ModelSignal
+        calls = []
+        def before(sender, **kwargs): calls.append(sender)
+        request_finished.connect(before)
+        post_save.connect(before, sender=int)
+        early = (request_finished, post_save)
         import concsignals.django
-        try:
-            concsignals.django.install()
-        except RuntimeError as err:
-            print(err)
-        assert django.dispatch.Signal is stock  # nothing changed
+        concsignals.django.install()
+        from django.core.signals import request_finished
+        from django.db.models.signals import post_save
+        assert (request_finished, post_save) == early
+        assert isinstance(request_finished, concsignals.django.Signal)
+        assert isinstance(post_save, concsignals.django.Signal)
+        assert isinstance(post_save, ModelSignal)
+        assert Held is concsignals.django.Signal  # this module's name, too
+        request_finished.send(sender="r")
+        post_save.send(sender=int)
+        post_save.send(sender=str)
+        assert calls == ["r", int], calls
+        print("OK")
     """)
-    assert "after Django defined signals" in out
-    assert "django.core.signals" in out or "django.db.models.signals" in out
-    assert "before django.setup()" in out
+    assert out.strip() == "OK"
 
 
 def test_factory_boy_mute_signals_on_installed_signals() -> None:
@@ -148,3 +167,228 @@ def test_check_framework_names_a_lazy_signal_connect() -> None:
         """,
     )
     assert out.strip() == "['signals.E001']"
+
+
+# -- each place a Django user would call install() ----------------------------------
+#
+# tests/djangoproject/adopt is a small project whose receivers (weak, strong,
+# bound method, dispatch_uid, sender-specific, lazy "app.Model", async, on a
+# signal of its own and on a subclass of Django's Signal) are connected before
+# install() runs; its check.verify() proves, after install(), that Django's
+# signals are concsignals, the very same objects, and call those receivers
+# on a real request and a real save.  Each place runs in a real process.
+
+ROOT = Path(__file__).resolve().parent.parent
+MANAGE = ROOT / "tests" / "djangoproject" / "adopt" / "manage.py"
+
+
+def run_project(args: list[str], cwd: Path, place: str) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    env.update(PYTHONPATH=str(ROOT), CONCSIGNALS_INSTALL_IN=place)
+    if args[0] == "django-admin":
+        env["DJANGO_SETTINGS_MODULE"] = "tests.djangoproject.adopt.settings"
+        admin = Path(sys.executable).with_name("django-admin")
+        args = [str(admin), *args[1:]] if admin.exists() else [sys.executable,
+                "-m", "django", *args[1:]]  # fmt: skip
+    else:
+        args = [sys.executable, *args]
+    proc = subprocess.run(
+        args, cwd=cwd, env=env, capture_output=True, text=True, timeout=170
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+@pytest.mark.timeout(180)
+def test_install_in_the_settings_module_under_manage_py() -> None:
+    """manage.py has loaded Django's signals before it imports the settings;
+    a lazy post_save.connect(sender="adopt.Note") made there waits for the
+    model with Django's own connect, and reaches the adopted signal."""
+    out = run_project([str(MANAGE), "adoptcheck"], ROOT, "settings")
+    assert "adopt: OK" in out
+
+
+@pytest.mark.timeout(180)
+def test_install_in_the_settings_module_under_django_admin() -> None:
+    """django-admin, DJANGO_SETTINGS_MODULE from the environment."""
+    out = run_project(["django-admin", "adoptcheck"], ROOT, "settings")
+    assert "adopt: OK" in out
+
+
+@pytest.mark.timeout(180)
+def test_install_in_app_config_ready() -> None:
+    out = run_project([str(MANAGE), "adoptcheck"], ROOT, "ready")
+    assert "adopt: OK" in out
+
+
+@pytest.mark.timeout(180)
+def test_install_in_conftest_under_pytest_django(tmp_path: Path) -> None:
+    """DJANGO_SETTINGS_MODULE from pytest.ini: pytest-django has run
+    django.setup() (every app's ready() included) before conftest.py."""
+    pytest.importorskip("pytest_django", reason="needs pytest-django: .[test]")
+    (tmp_path / "pytest.ini").write_text(
+        "[pytest]\nDJANGO_SETTINGS_MODULE = tests.djangoproject.adopt.settings\n"
+    )
+    (tmp_path / "conftest.py").write_text(
+        textwrap.dedent("""
+            import django.apps
+            assert django.apps.apps.ready  # pytest-django came first
+
+            import concsignals.django
+            concsignals.django.install()
+        """)
+    )
+    (tmp_path / "test_adopted.py").write_text(
+        textwrap.dedent("""
+            import pytest
+
+            @pytest.mark.django_db
+            def test_adopted():
+                from tests.djangoproject.adopt.check import verify
+                verify()
+        """)
+    )
+    out = run_project(
+        ["-m", "pytest", "-p", "no:cacheprovider", "-q", "-s", str(tmp_path)],
+        tmp_path,
+        "conftest",
+    )
+    assert "adopt: OK" in out
+    assert "1 passed" in out
+
+
+# -- what install() refuses, and races ----------------------------------------------
+
+
+def test_install_refuses_a_django_signal_patched_by_other_code() -> None:
+    """As sentry-sdk patches it: a functools.wraps wrapper on the class.
+    Refused, naming the method and what to do, and nothing changes."""
+    out = run(
+        """
+        import functools
+        import django.dispatch
+        from django.core.signals import request_finished
+        stock = django.dispatch.Signal
+        old = stock._live_receivers
+        @functools.wraps(old)
+        def spans(self, sender):
+            return old(self, sender)
+        stock._live_receivers = spans
+        import concsignals.django
+        try:
+            concsignals.django.install()
+        except RuntimeError as err:
+            print(err)
+        assert django.dispatch.Signal is stock
+        assert type(request_finished) is stock
+        assert "_dead_receivers" in vars(request_finished)
+        """
+    )
+    assert "django.dispatch.Signal._live_receivers" in out
+    assert "before the code that set it" in out
+
+
+def test_install_refuses_a_subclass_whose_metaclass_computes_its_mro() -> None:
+    out = run(
+        """
+        import django.dispatch
+        from django.db.models.signals import post_save
+        stock = django.dispatch.Signal
+        class Meta(type):
+            def mro(cls):
+                return super().mro()
+        class Odd(stock, metaclass=Meta):
+            pass
+        odd = Odd()
+        import concsignals.django
+        try:
+            concsignals.django.install()
+        except RuntimeError as err:
+            print(err)
+        assert django.dispatch.Signal is stock
+        assert type(post_save).__mro__[1] is stock
+        assert type(odd) is Odd and Odd.__bases__ == (stock,)
+        """
+    )
+    assert "cannot adopt Odd" in out
+    assert "defines mro()" in out
+
+
+@pytest.mark.timeout(60)
+def test_install_plans_again_when_django_code_connects_meanwhile() -> None:
+    """A dispatch_uid's __eq__ (user code, run while install() plans, with no
+    lock held) connects with Django's own connect: install() sees the list
+    changed, plans again, and adopts that connection too.  Holding Django's
+    lock while planning would deadlock here."""
+    out = run(
+        """
+        from django.conf import settings
+        settings.configure()
+        from django.core.signals import request_finished
+        calls = []
+        def late(sender, **kwargs): calls.append("late")
+        def with_uid(sender, **kwargs): calls.append("uid")
+        class Uid:
+            fired = False
+            def __eq__(self, other):
+                if not Uid.fired:
+                    Uid.fired = True
+                    request_finished.connect(late)
+                return self is other
+            def __hash__(self):
+                return 1
+        request_finished.connect(with_uid, dispatch_uid=Uid())
+        import concsignals.django
+        concsignals.django.install()
+        assert isinstance(request_finished, concsignals.django.Signal)
+        assert Uid.fired
+        request_finished.send(sender=None)
+        assert calls == ["uid", "late"], calls
+        print("OK")
+        """
+    )
+    assert out.strip() == "OK"
+
+
+@pytest.mark.timeout(60)
+def test_a_send_racing_install_calls_each_receiver_once() -> None:
+    """Sends on another thread while install() adopts the signal: each send
+    calls every receiver connected before install() exactly once, whether
+    Django's code or concsignals' runs it."""
+    out = run(
+        """
+        import sys, threading
+        sys.setswitchinterval(1e-6)
+        from django.conf import settings
+        settings.configure()
+        from django.core.signals import request_finished
+        counts = {}
+        def make(i):
+            def r(sender, **kwargs):
+                counts[sender] = counts.get(sender, 0) + 1
+            return r
+        held = [make(i) for i in range(5)]
+        for r in held:
+            request_finished.connect(r)
+        base = len(request_finished.receivers)
+        import concsignals.django
+        done = threading.Event()
+        kinds = set()
+        def sender_loop():
+            n = 0
+            while not done.is_set() or n < 200:
+                request_finished.send(sender=n)
+                kinds.add(type(request_finished).__module__)
+                n += 1
+        t = threading.Thread(target=sender_loop)
+        t.start()
+        concsignals.django.install()
+        done.set()
+        t.join()
+        assert set(counts.values()) == {5}, sorted(set(counts.values()))
+        assert "concsignals.django" in kinds, kinds
+        print("OK")
+        """
+    )
+    assert out.strip() == "OK"
