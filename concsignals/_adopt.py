@@ -29,16 +29,24 @@ are changed in place, keeping their identity and their connections:
    :class:`concsignals.django.Signal` as its base in place of ``stock`` (all
    its instances at once; ``ModelSignal``'s lazy ``connect`` now reaches
    concsignals' through ``super()``), and each instance of ``stock`` itself
-   gets it as its ``__class__``.  Last, Django's ``receivers``, ``lock`` and
-   ``_dead_receivers`` leave the instance (released after the locks).
+   gets it as its ``__class__``.  Then Django's ``receivers``, ``lock`` and
+   ``_dead_receivers`` leave the instance (released after the locks), and
+   each ``functools.partial`` of a Django ``Signal`` method bound to an
+   adopted signal is pointed at the concsignals method of that name: Django
+   keeps one, waiting for its model, for every lazy
+   ``post_save.connect(r, sender="app.Model")`` made before the model loaded.
+   (A bound method of Django's ``Signal`` held anywhere else keeps calling
+   Django's code, which fails on an adopted signal.)
 
-A send racing ``install()``: one that read Django's receivers before the
-publishing store calls exactly the receivers connected before ``install()``
-(Django's own code, on its own list); one that starts after it is a
-concsignals send of the same connections.  Each receiver is called once
-either way.  A Django ``connect`` or ``disconnect`` made on another thread
-while ``install()`` runs may be lost, and a signal created meanwhile may stay
-Django's: call ``install()`` at start-up, before starting threads.
+A send racing ``install()`` (``test_a_send_racing_install_calls_each_receiver_once``):
+a Django send that took its signal's lock before ``install()`` did calls the
+receivers of Django's list; one that waits on that lock meanwhile then reads
+the adopted connections (through the Django-shaped ``receivers``); one that
+begins after the publishing store is a concsignals send of the same
+connections.  Each receiver is called once either way.  A Django ``connect``
+or ``disconnect`` made on another thread while ``install()`` runs may be
+lost, and a signal created meanwhile missed: call ``install()`` at start-up,
+before starting threads.
 
 What cannot be adopted is refused before anything changes, naming the object
 and the rule: ``django.dispatch.Signal`` with methods replaced by other code

@@ -7,11 +7,14 @@ What ``install()`` does
 -----------------------
 Django defines every built-in signal (``post_save``, ``request_started``,
 ``setting_changed``...) as ``Signal()`` or ``ModelSignal()``, a subclass of the
-``Signal`` its modules import from ``django.dispatch``.  So replacing
-``django.dispatch.Signal`` and ``django.dispatch.dispatcher.Signal`` before any
-of those modules runs makes all of them concsignals signals, ``ModelSignal``
-included, and nothing else needs to change.  A module that already imported
-Django's own ``Signal`` keeps it: ``install()`` then refuses, naming it.
+``Signal`` its modules import from ``django.dispatch``.  ``install()`` adopts
+the signals that already exist, in place (``_adopt.py``: each stays the same
+object, with its connections; ``ModelSignal`` gets :class:`Signal` as its
+base), then replaces ``django.dispatch.Signal`` and
+``django.dispatch.dispatcher.Signal`` (and any module attribute holding
+Django's class), so the signals defined later are born concsignals.  So it
+works wherever it is called: before Django, in the settings module, in a
+``conftest.py`` under pytest-django, in an ``AppConfig.ready()``.
 
 The Django-shaped signal
 ------------------------
