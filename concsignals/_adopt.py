@@ -110,7 +110,7 @@ def wanted(
 class _Plan:
     """One signal to adopt: the Django list read, and the shadow built from it."""
 
-    __slots__ = ("lock", "seen", "shadow", "signal", "stored")
+    __slots__ = ("kept", "lock", "seen", "shadow", "signal", "stored")
 
     def __init__(self, signal: Any, new: type[Signal]) -> None:
         state = vars(signal)
@@ -120,6 +120,8 @@ class _Plan:
         self.lock: Any = state["lock"]
         self.seen = tuple(self.stored)
         self.shadow = new(use_caching=bool(getattr(signal, "use_caching", False)))
+        #: What :meth:`move_in` replaced in the signal's ``__dict__``.
+        self.kept: dict[str, Any] = {}
 
     def fill(self, senders: dict[Any, object]) -> None:
         """Connect on the shadow what Django's list holds, in its order."""
@@ -138,6 +140,20 @@ class _Plan:
         released: list[object] = []
         with self.shadow._lock:
             _replace.replace_locked(self.shadow, found, released)
+
+    def move_in(self) -> None:
+        """Put the shadow's state in the signal (under the locks; Django's
+        methods read none of it but ``sender_receivers_cache``, kept aside)."""
+        state = vars(self.signal)
+        self.kept = {k: state[k] for k in vars(self.shadow) if k in state}
+        state.update(vars(self.shadow))
+
+    def move_out(self) -> None:
+        """Undo :meth:`move_in` (under the locks)."""
+        state = vars(self.signal)
+        for name in vars(self.shadow):
+            state.pop(name, None)
+        state.update(self.kept)
 
     def changed(self) -> bool:
         """Whether Django's list is no longer the one read (under its lock)."""
@@ -215,8 +231,12 @@ def _commit(
         if any(plan.changed() for plan in plans):
             return False
         for plan in plans:
-            vars(plan.signal).update(vars(plan.shadow))
-        _rebase(derived, stock, new, plans)
+            plan.move_in()
+        refused = _rebase(derived, stock, new)
+        if refused is not None:
+            for plan in plans:
+                plan.move_out()
+            raise refused
         for plan in plans:
             if type(plan.signal) is stock:
                 plan.signal.__class__ = new  # publish
@@ -230,28 +250,24 @@ def _commit(
     return True
 
 
-def _rebase(
-    derived: list[type], stock: type, new: type[Signal], plans: list[_Plan]
-) -> None:
+def _rebase(derived: list[type], stock: type, new: type[Signal]) -> Exception | None:
     """Give each class in ``derived`` ``new`` as its base in place of
-    ``stock`` (under the locks); on a failure, undo it all and refuse."""
+    ``stock`` (under the locks); on a failure, undo it all and return the
+    refusal."""
     done: list[tuple[type, tuple[type, ...]]] = []
-    try:
-        for cls in derived:
-            bases = cls.__bases__
+    for cls in derived:
+        bases = cls.__bases__
+        try:
             cls.__bases__ = tuple(new if b is stock else b for b in bases)
-            done.append((cls, bases))
-    except TypeError as err:
-        for cls, bases in reversed(done):
-            cls.__bases__ = bases
-        for plan in plans:
-            for name in vars(plan.shadow):
-                if name not in DJANGO_STATE and name != "use_caching":
-                    vars(plan.signal).pop(name, None)
-        raise RuntimeError(
-            f"concsignals.django.install() cannot adopt {cls.__qualname__}: "
-            f"its bases cannot change to concsignals.django.Signal ({err})"
-        ) from None
+        except TypeError as err:
+            for undo, before in reversed(done):
+                undo.__bases__ = before
+            return RuntimeError(
+                f"concsignals.django.install() cannot adopt {cls.__qualname__}: "
+                f"its bases cannot change to concsignals.django.Signal ({err})"
+            )
+        done.append((cls, bases))
+    return None
 
 
 def _partials_of(stock: type, objects: list[Any]) -> list[functools.partial[Any]]:
@@ -319,6 +335,15 @@ def _senders(plans: list[_Plan], objects: list[Any]) -> dict[Any, object]:
 def _refuse_patched(stock: type) -> None:
     """Refuse if other code replaced or added a method of Django's ``Signal``
     (``functools.wraps`` keeps a wrapper's name: its code's file tells)."""
+    if (stock.__module__, stock.__qualname__) != (
+        "django.dispatch.dispatcher",
+        "Signal",
+    ):
+        raise RuntimeError(
+            "concsignals.django.install() cannot adopt Django's signals: "
+            f"django.dispatch.Signal is {stock!r}, not Django's own class.  Call "
+            "install() before the code that replaced it."
+        )
     home = getattr(sys.modules.get(stock.__module__), "__file__", None)
     for name, value in vars(stock).items():
         func = getattr(value, "__func__", value)  # staticmethod, classmethod

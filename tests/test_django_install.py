@@ -109,6 +109,9 @@ def test_install_after_django_defined_signals_adopts_them_in_place(
         assert isinstance(post_save, concsignals.django.Signal)
         assert isinstance(post_save, ModelSignal)
         assert Held is concsignals.django.Signal  # this module's name, too
+        import gc  # the adopted state refers to no other signal (the shadow)
+        state = gc.get_referents(*vars(post_save).values())
+        assert not [o for o in state if isinstance(o, concsignals.Signal)]
         request_finished.send(sender="r")
         post_save.send(sender=int)
         post_save.send(sender=str)
@@ -289,6 +292,24 @@ def test_install_refuses_a_django_signal_patched_by_other_code() -> None:
     assert "before the code that set it" in out
 
 
+def test_install_refuses_a_django_signal_class_replaced_by_other_code() -> None:
+    out = run(
+        """
+        from django.dispatch import dispatcher
+        class Signal(dispatcher.Signal):
+            pass
+        dispatcher.Signal = Signal
+        import concsignals.django
+        try:
+            concsignals.django.install()
+        except RuntimeError as err:
+            print(err)
+        assert dispatcher.Signal is Signal
+        """
+    )
+    assert "not Django's own class" in out
+
+
 def test_install_refuses_a_subclass_whose_metaclass_computes_its_mro() -> None:
     out = run(
         """
@@ -313,6 +334,33 @@ def test_install_refuses_a_subclass_whose_metaclass_computes_its_mro() -> None:
     )
     assert "cannot adopt Odd" in out
     assert "defines mro()" in out
+
+
+def test_install_refuses_a_subclass_whose_bases_cannot_change_undoing_all() -> None:
+    """Rebased, ``B(concsignals.django.Signal, A)`` would have no method
+    order: refused, and the classes rebased before it are restored."""
+    out = run(
+        """
+        import django.dispatch
+        from django.db.models.signals import ModelSignal, post_save
+        import concsignals.django
+        stock = django.dispatch.Signal
+        class A(stock):
+            pass
+        class B(concsignals.django.Signal, A):
+            pass
+        before = dict(vars(post_save))
+        try:
+            concsignals.django.install()
+        except RuntimeError as err:
+            print(err)
+        assert django.dispatch.Signal is stock
+        assert ModelSignal.__bases__ == (stock,) and A.__bases__ == (stock,)
+        assert vars(post_save) == before, vars(post_save)
+        assert type(post_save).__mro__[1] is stock
+        """
+    )
+    assert "cannot adopt A: its bases cannot change" in out
 
 
 @pytest.mark.timeout(60)
@@ -399,6 +447,38 @@ def test_a_send_racing_install_calls_each_receiver_once() -> None:
         assert not errors, errors[:3]
         assert [counts.get(n) for n in sent] == [5] * len(sent)
         assert kinds == {"django.dispatch.dispatcher", "concsignals.django"}, kinds
+        print("OK")
+        """
+    )
+    assert out.strip() == "OK"
+
+
+def test_no_signal_is_concsignals_before_its_state_is_in() -> None:
+    """The publishing store comes last: at every line install() runs, a signal
+    that is already a concsignals signal has its concsignals state (a send
+    that begins at that moment, taking no Django lock, finds it)."""
+    out = run(
+        """
+        import sys
+        from django.conf import settings
+        settings.configure()
+        from django.core.signals import request_finished
+        from django.db.models.signals import post_save
+        import concsignals, concsignals.django
+        early = [request_finished, post_save]
+        bad = []
+        def check(frame, event, arg):
+            for s in early:
+                if isinstance(s, concsignals.Signal) and "_snapshot" not in vars(s):
+                    bad.append((s, frame.f_code.co_name, frame.f_lineno))
+            return check
+        def tracer(frame, event, arg):
+            return check if frame.f_code.co_filename.endswith("_adopt.py") else None
+        sys.settrace(tracer)
+        concsignals.django.install()
+        sys.settrace(None)
+        assert not bad, bad[:3]
+        assert all(isinstance(s, concsignals.django.Signal) for s in early)
         print("OK")
         """
     )
