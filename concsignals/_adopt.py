@@ -61,7 +61,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
-import inspect
 import sys
 import types
 import weakref
@@ -175,8 +174,7 @@ def adopt(stock: type, new: type[Signal]) -> None:
         objects = gc.get_objects()
         found = [o for o in objects if issubclass(type(o), stock)]
         derived: list[type] = stock.__subclasses__()
-        for cls in derived:
-            _refuse_unrebasable(cls)
+        _refuse_unrebasable(derived)
         partials = _partials_of(stock, objects)
         plans = [_plan(sig, new) for sig in found]
         senders = _senders(plans, objects)
@@ -360,13 +358,18 @@ def _refuse_patched(stock: type) -> None:
             )
 
 
-def _refuse_unrebasable(cls: type) -> None:
-    """Refuse, before anything changes, a subclass whose bases cannot change
-    without running user code: its metaclass computes the method order."""
-    meta = type(cls)
-    if any("mro" in vars(m) for m in inspect.getmro(meta) if m is not type):
-        raise RuntimeError(
-            f"concsignals.django.install() cannot adopt {cls.__qualname__}: its "
-            f"metaclass {meta.__qualname__} defines mro(), which changing its "
-            "bases would run"
-        )
+def _refuse_unrebasable(derived: list[type]) -> None:
+    """Refuse, before anything changes, to rebase classes whose method order
+    a metaclass computes (``mro()``, user code that changing the bases of
+    ``derived`` would run, for them and every class below them)."""
+    todo = list(derived)
+    while todo:
+        cls = todo.pop()
+        todo += cls.__subclasses__()
+        meta = type(cls)
+        if any("mro" in vars(m) for m in type.mro(meta) if m is not type):
+            raise RuntimeError(
+                f"concsignals.django.install() cannot adopt {cls.__qualname__}: "
+                f"its metaclass {meta.__qualname__} defines mro(), which "
+                "changing its bases would run"
+            )
