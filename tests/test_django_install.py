@@ -185,12 +185,21 @@ ROOT = Path(__file__).resolve().parent.parent
 MANAGE = ROOT / "tests" / "djangoproject" / "adopt" / "manage.py"
 
 
-def run_project(args: list[str], cwd: Path, place: str) -> str:
+SETTINGS = "tests.djangoproject.adopt.settings"
+
+
+def run_project(
+    args: list[str], cwd: Path, place: str, *, settings_env: bool = False
+) -> str:
+    """Run ``args`` (after the interpreter, or ``django-admin``) in a process
+    with install() in ``place``; with ``settings_env``,
+    ``DJANGO_SETTINGS_MODULE`` in its environment."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
     env.pop("DJANGO_SETTINGS_MODULE", None)
     env.update(PYTHONPATH=str(ROOT), CONCSIGNALS_INSTALL_IN=place)
+    if settings_env:
+        env["DJANGO_SETTINGS_MODULE"] = SETTINGS
     if args[0] == "django-admin":
-        env["DJANGO_SETTINGS_MODULE"] = "tests.djangoproject.adopt.settings"
         admin = Path(sys.executable).with_name("django-admin")
         args = [str(admin), *args[1:]] if admin.exists() else [sys.executable,
                 "-m", "django", *args[1:]]  # fmt: skip
@@ -215,7 +224,9 @@ def test_install_in_the_settings_module_under_manage_py() -> None:
 @pytest.mark.timeout(180)
 def test_install_in_the_settings_module_under_django_admin() -> None:
     """django-admin, DJANGO_SETTINGS_MODULE from the environment."""
-    out = run_project(["django-admin", "adoptcheck"], ROOT, "settings")
+    out = run_project(
+        ["django-admin", "adoptcheck"], ROOT, "settings", settings_env=True
+    )
     assert "adopt: OK" in out
 
 
@@ -225,14 +236,24 @@ def test_install_in_app_config_ready() -> None:
     assert "adopt: OK" in out
 
 
+#: Where pytest-django reads DJANGO_SETTINGS_MODULE from: the file and its
+#: text (the environment: an ini file without it).
+SETTINGS_FROM = {
+    "pytest.ini": ("pytest.ini", f"[pytest]\nDJANGO_SETTINGS_MODULE = {SETTINGS}\n"),
+    "setup.cfg": ("setup.cfg", f"[tool:pytest]\nDJANGO_SETTINGS_MODULE = {SETTINGS}\n"),
+    "environment": ("pytest.ini", "[pytest]\n"),
+}
+
+
 @pytest.mark.timeout(180)
-def test_install_in_conftest_under_pytest_django(tmp_path: Path) -> None:
-    """DJANGO_SETTINGS_MODULE from pytest.ini: pytest-django has run
-    django.setup() (every app's ready() included) before conftest.py."""
+@pytest.mark.parametrize("source", sorted(SETTINGS_FROM))
+def test_install_in_conftest_under_pytest_django(tmp_path: Path, source: str) -> None:
+    """DJANGO_SETTINGS_MODULE from pytest.ini, setup.cfg or the environment:
+    pytest-django has run django.setup() (every app's ready() included)
+    before conftest.py."""
     pytest.importorskip("pytest_django", reason="needs pytest-django: .[test]")
-    (tmp_path / "pytest.ini").write_text(
-        "[pytest]\nDJANGO_SETTINGS_MODULE = tests.djangoproject.adopt.settings\n"
-    )
+    name, text = SETTINGS_FROM[source]
+    (tmp_path / name).write_text(text)
     (tmp_path / "conftest.py").write_text(
         textwrap.dedent("""
             import django.apps
@@ -256,6 +277,7 @@ def test_install_in_conftest_under_pytest_django(tmp_path: Path) -> None:
         ["-m", "pytest", "-p", "no:cacheprovider", "-q", "-s", str(tmp_path)],
         tmp_path,
         "conftest",
+        settings_env=source == "environment",
     )
     assert "adopt: OK" in out
     assert "1 passed" in out
