@@ -64,7 +64,8 @@ import gc
 import sys
 import types
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from itertools import compress
 from typing import TYPE_CHECKING, Any
 
 from . import _fork, _registry, _replace
@@ -171,11 +172,13 @@ def adopt(stock: type, new: type[Signal]) -> None:
     """
     _refuse_patched(stock)
     while True:  # again if Django's code changed a list meanwhile
+        _refuse_unrebasable(stock)
         objects = gc.get_objects()
-        found = [o for o in objects if issubclass(type(o), stock)]
         derived: list[type] = stock.__subclasses__()
-        _refuse_unrebasable(derived)
-        partials = _partials_of(stock, objects)
+        kinds = {stock, *_classes_below(stock), functools.partial}
+        hits = list(compress(objects, map(kinds.__contains__, map(type, objects))))
+        found = [o for o in hits if type(o) is not functools.partial]
+        partials = _partials_of(stock, hits)
         plans = [_plan(sig, new) for sig in found]
         senders = _senders(plans, objects)
         del objects
@@ -316,9 +319,22 @@ def _senders(plans: list[_Plan], objects: list[Any]) -> dict[Any, object]:
     ids: set[int] = set()
     for key in keys:
         ids.update(key if type(key) is tuple else (key,))
-    by_id = {id(o): o for o in objects if id(o) in ids}
-    if ids - by_id.keys():  # untracked objects (a str, an int): one level down
-        by_id.update({id(o): o for o in gc.get_referents(*objects) if id(o) in ids})
+    # Senders are mostly classes (models): look among them first, then among
+    # every object the collector tracks, then one level down from those (a
+    # str, an int); each only if some are still not found.
+    passes: tuple[Callable[[], list[Any]], ...] = (
+        lambda: _classes_below(object),
+        lambda: objects,
+        lambda: gc.get_referents(*objects),
+    )
+    by_id: dict[int, object] = {}
+    for candidates in passes:
+        if ids <= by_id.keys():
+            break
+        pool = candidates()
+        by_id.update(
+            {id(o): o for o in compress(pool, map(ids.__contains__, map(id, pool)))}
+        )
     senders: dict[Any, object] = {}
     for key in keys:
         if type(key) is tuple and len(key) == 2:
@@ -358,14 +374,24 @@ def _refuse_patched(stock: type) -> None:
             )
 
 
-def _refuse_unrebasable(derived: list[type]) -> None:
-    """Refuse, before anything changes, to rebase classes whose method order
-    a metaclass computes (``mro()``, user code that changing the bases of
-    ``derived`` would run, for them and every class below them)."""
-    todo = list(derived)
+def _classes_below(cls: type) -> list[type]:
+    """Every class derived from ``cls``, at any depth, each once."""
+    found: dict[int, type] = {}
+    todo = [cls]
     while todo:
-        cls = todo.pop()
-        todo += cls.__subclasses__()
+        below: type
+        for below in type.__subclasses__(todo.pop()):
+            if id(below) not in found:
+                found[id(below)] = below
+                todo.append(below)
+    return list(found.values())
+
+
+def _refuse_unrebasable(stock: type) -> None:
+    """Refuse, before anything changes, to rebase the classes below ``stock``
+    if a metaclass computes the method order of one (``mro()``: user code
+    that changing the bases would run)."""
+    for cls in _classes_below(stock):
         meta = type(cls)
         if any("mro" in vars(m) for m in type.mro(meta) if m is not type):
             raise RuntimeError(

@@ -121,6 +121,42 @@ def test_install_after_django_defined_signals_adopts_them_in_place(
     assert out.strip() == "OK"
 
 
+def test_install_finds_each_sender_django_kept_only_by_id() -> None:
+    """Django keeps a connection's sender as its id(): install() finds the
+    object, whatever it is (a class, an instance, a bound method, a str made
+    at run time, which the collector does not track), and drops a connection
+    whose sender is gone."""
+    out = run(
+        """
+        from django.conf import settings
+        settings.configure()
+        import gc
+        from django.dispatch import Signal
+        sig = Signal()
+        calls = []
+        def r(sender, **kwargs): calls.append(sender)
+        class Cls:
+            def method(self): pass
+        obj, gone = Cls(), Cls()
+        text = "-".join(["a", "sender"])
+        senders = [Cls, obj, obj.method, text]
+        for s in senders:
+            sig.connect(r, sender=s)
+        sig.connect(r, sender=gone)
+        del gone
+        gc.collect()
+        import concsignals.django
+        concsignals.django.install()
+        assert len(sig.receivers) == len(senders), sig.receivers
+        for s in [*senders, Cls()]:
+            sig.send(sender=s)
+        assert calls == senders, calls
+        print("OK")
+        """
+    )
+    assert out.strip() == "OK"
+
+
 def test_factory_boy_mute_signals_on_installed_signals() -> None:
     pytest.importorskip("factory", reason="needs factory_boy: the dev extra, .[dev]")
     out = run(
