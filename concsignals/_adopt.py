@@ -17,9 +17,10 @@ are changed in place, keeping their identity and their connections:
    holding the same connections in the same order, each with its weak or
    strong reference, its ``dispatch_uid`` and its sender.  Django keeps a
    sender only as its ``id()``; the object with that ``id()`` is looked up
-   among the live objects (a connection whose sender is gone is dropped:
-   concsignals never calls a receiver for a later object that reuses an
-   ``id()``).
+   among the live objects (classes first, then every object the collector
+   tracks, then what those refer to).  A connection whose sender is gone is
+   dropped, unless another object took its ``id()`` meanwhile: Django would
+   call it for that object, and the adopted connection is for it.
 3. *Commit*, holding every adopted signal's own Django lock (so no Django
    ``connect``/``disconnect`` can change a list meanwhile) with the cyclic
    collector paused (so no finalizer runs under them): if any list changed
