@@ -53,6 +53,7 @@ def verify() -> None:
     assert isinstance(custom.AuditSignal(), concsignals.django.Signal)
     check_requests()
     check_models()
+    check_muted()
     check_custom()
     check_connections()
     print("adopt: OK")
@@ -92,6 +93,19 @@ def check_models() -> None:
     CALLS.clear()
     models.post_save.send(sender=receivers.Holder, instance=None)
     assert CALLS == [], CALLS
+
+
+def check_muted() -> None:
+    """factory_boy's mute_signals saves and restores an adopted signal's
+    receivers (Django's tuples), the sender-specific ones included."""
+    import factory.django
+
+    with factory.django.mute_signals(models.post_save):
+        CALLS.clear()
+        Note.objects.create(text="muted")
+        assert CALLS == [], CALLS
+    Note.objects.create(text="heard")
+    assert sorted(CALLS) == [("lazy", "post_save"), ("model", "post_save")], CALLS
 
 
 def check_custom() -> None:
