@@ -543,3 +543,43 @@ def test_no_signal_is_concsignals_before_its_state_is_in() -> None:
         """
     )
     assert out.strip() == "OK"
+
+
+@pytest.mark.timeout(60)
+def test_an_adopted_signal_works_in_a_forked_child() -> None:
+    """Forked while another thread holds its writer lock, an adopted signal
+    has a fresh lock in the child, as every concsignals signal has."""
+    out = run(
+        """
+        import os
+        from django.conf import settings
+        settings.configure()
+        from django.dispatch import Signal
+        sig = Signal()
+        calls = []
+        def r(sender, **kwargs): calls.append(sender)
+        sig.connect(r)
+        import concsignals.django
+        concsignals.django.install()
+        import threading
+        held, done = threading.Event(), threading.Event()
+        def holder():
+            with sig.lock:
+                held.set()
+                done.wait()
+        t = threading.Thread(target=holder)
+        t.start()
+        held.wait()
+        pid = os.fork()
+        if pid == 0:  # the holder thread does not exist here
+            free = sig.lock.acquire(timeout=5)  # only if broken: waits 5 s
+            sig.send(sender="child")
+            os._exit(0 if free and calls == ["child"] else 1)
+        done.set()
+        t.join()
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        print("OK")
+        """
+    )
+    assert out.strip() == "OK"
