@@ -63,6 +63,7 @@ if TYPE_CHECKING:
 #: Compact when garbage reaches this many entries and half of what is stored.
 MIN_GARBAGE = 16
 
+
 def lookup_key(receiver: object, sender: object, dispatch_uid: object) -> Any:
     """The index key of a connection (computed before the lock is taken).
 
