@@ -55,19 +55,38 @@ def grouped(signal: Signal, sender: object, patched: bool) -> Sequence[Entry]:
     return [e for e in entries if not e.is_async] + [e for e in entries if e.is_async]
 
 
-def sending(
-    signal: Signal,
-    sender: object,
-    named: dict[str, Any],
-    patched: bool,
-    robust: bool = False,
-) -> Send:
-    """A sync send's :class:`Send`, reported to the monitors, if any, from
-    now on (the caller ends it with :func:`ended`)."""
-    send = Send(signal, grouped(signal, sender, patched), sender, named, None, robust)
-    if monitoring.installed:  # monitor: send began
-        monitoring.watch(send, None)
-    return send
+class Sending:
+    """A sync send's :class:`Send`, reported to the monitors, if any, while
+    the ``with`` runs (its end: when the ``with`` is left, with what it
+    raised)::
+
+        with Sending(signal, sender, named, patched, robust) as send:
+            ...  # call the sync receivers
+            return then_async(send)
+    """
+
+    __slots__ = ("send",)
+
+    def __init__(
+        self,
+        signal: Signal,
+        sender: object,
+        named: dict[str, Any],
+        patched: bool,
+        robust: bool = False,
+    ) -> None:
+        entries = grouped(signal, sender, patched)
+        self.send = Send(signal, entries, sender, named, None, robust)
+
+    def __enter__(self) -> Send:
+        if monitoring.installed:  # monitor: send began
+            monitoring.watch(self.send, None)
+        return self.send
+
+    def __exit__(self, kind: object, err: BaseException | None, tb: object) -> None:
+        watch = self.send.watch
+        if watch is not None:  # monitor: send ended
+            watch.finish(self.send, err)
 
 
 def then_async(send: Send) -> Responses:
@@ -88,9 +107,3 @@ def then_async(send: Send) -> Responses:
         for i in later:
             send.begin(i)  # dead for good: the gate settles it as skipped
     return send.assemble()
-
-
-def ended(send: Send, err: BaseException | None) -> None:
-    """monitor: a sync send ended, raising ``err`` (or not)."""
-    if send.watch is not None:
-        send.watch.finish(send, err)

@@ -19,7 +19,8 @@ The Django-shaped signal
 tests (and packages such as factory_boy) read and write:
 
 * ``lock``, ``_clear_dead_receivers()``, ``sender_receivers_cache`` (always
-  empty: the snapshot is the index), ``_live_receivers(sender)``;
+  empty: the snapshot is the index), ``_live_receivers(sender)``, which every
+  send asks once it is overridden or replaced on the class (sentry-sdk);
 * ``receivers`` as Django's ``((receiver_key, sender_key), ref, is_async)``
   tuples; assigning a list replaces the connections in one snapshot write;
 * failures of ``send_robust`` logged on ``django.dispatch``;
@@ -32,10 +33,12 @@ tests (and packages such as factory_boy) read and write:
   straight from their own frame, so ``warnings.warn(stacklevel=...)`` in a
   receiver points where it does on Django.
 
-Concurrency is concsignals': sends read one snapshot and take no lock; each
-receiver is checked (``entry.get()``) immediately before its call, so a
-disconnect that returned is never followed by a call; writers serialise on
-the signal's lock and never call user code under it.
+Every send but the plain inline loop (sync receivers only, no monitor) is the
+engine's :class:`~concsignals._send.Send` with those hooks: see
+``_djangosend.py``.  Concurrency is concsignals': sends read one snapshot and
+take no lock; each receiver is checked (``entry.get()``) immediately before
+its call, so a disconnect that returned is never followed by a call; writers
+serialise on the signal's lock and never call user code under it.
 """
 
 from __future__ import annotations
@@ -221,8 +224,8 @@ class Signal(_signal.Signal):
         if self._executor is not None:
             return super().send(sender, **named)
         if snap.has_async or _signal._monitored or _patched(self):
-            send = _djangosend.sending(self, sender, named, _patched(self))
-            try:  # the engine's send; the sync receivers called from here
+            # The engine's send; the sync receivers called from this frame.
+            with _djangosend.Sending(self, sender, named, _patched(self)) as send:
                 for i, entry in enumerate(send.entries):
                     if entry.is_async or send.closed:
                         break
@@ -231,12 +234,7 @@ class Signal(_signal.Signal):
                             call.value = call.receiver(
                                 signal=self, sender=sender, **named
                             )
-                done = _djangosend.then_async(send)
-            except BaseException as err:
-                _djangosend.ended(send, err)
-                raise
-            _djangosend.ended(send, None)
-            return done
+                return _djangosend.then_async(send)
         responses: Responses = []  # the hot loop, as Signal.send's
         for entry in entries:
             r = entry.get()
@@ -258,8 +256,8 @@ class Signal(_signal.Signal):
         if self._executor is not None:
             return super().send_robust(sender, **named)
         if snap.has_async or _signal._monitored or _patched(self):
-            send = _djangosend.sending(self, sender, named, _patched(self), True)
-            try:  # the engine's send; the sync receivers called from here
+            # The engine's send; the sync receivers called from this frame.
+            with _djangosend.Sending(self, sender, named, _patched(self), True) as send:
                 for i, entry in enumerate(send.entries):
                     if entry.is_async or send.closed:
                         break
@@ -268,12 +266,7 @@ class Signal(_signal.Signal):
                             call.value = call.receiver(
                                 signal=self, sender=sender, **named
                             )
-                done = _djangosend.then_async(send)
-            except BaseException as err:
-                _djangosend.ended(send, err)
-                raise
-            _djangosend.ended(send, None)
-            return done
+                return _djangosend.then_async(send)
         responses: Responses = []  # the plain loop, as _inline.call_robust's
         for entry in entries:
             r = entry.get()

@@ -842,3 +842,18 @@ def test_live_receivers_patched_on_the_class_is_honoured(
     monkeypatch.undo()
     assert named_results(run_method(sig, method))[0] == ("sync_r", "sync")
     assert calls == ["sync_r", "sync_r2"]  # no wrapper once the patch is gone
+
+
+def test_a_monitor_sees_a_dead_async_receivers_slot_skipped(seen: Seen) -> None:
+    async def dies(**kwargs: Any) -> None:
+        pass
+
+    s = Signal()
+    s.connect(sync_r)
+    s.connect(dies)
+    s.send(None)  # the tuple cached with both
+    seen.calls.clear()  # its events hold the receivers
+    del dies
+    gc.collect()
+    assert s.send(None) == [(sync_r, "sync")]
+    assert seen.slots() == [(sync_r, "result"), (None, "skipped")]
