@@ -126,6 +126,14 @@ class Signal(_signal.Signal):
                 (asynchronous if entry.is_async else sync).append(r)
         return sync, asynchronous
 
+    def has_listeners(self, sender: object = None) -> bool:
+        """:meth:`concsignals.Signal.has_listeners`; through ``_live_receivers``,
+        as on Django, if it was overridden or replaced on the class."""
+        if _patched(self):
+            sync, asynchronous = self._live_receivers(sender)
+            return bool(sync) or bool(asynchronous)
+        return super().has_listeners(sender)
+
     def _log_robust_failure(self, receiver: object, err: BaseException) -> None:
         """Log a receiver's failure as Django's ``send_robust`` does."""
         log_failure(self, receiver, err)

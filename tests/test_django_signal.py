@@ -789,6 +789,20 @@ def named_results(results: Any) -> list[tuple[str, Any]]:
     return [(r.__name__, v) for r, v in results]
 
 
+def test_has_listeners_asks_an_overridden_live_receivers_as_django() -> None:
+    def nobody(self: Any, sender: Any) -> tuple[list[Any], list[Any]]:
+        return [], []
+
+    for base in (Signal, django.dispatch.Signal):
+        sig = type("Deaf", (base,), {"_live_receivers": nobody})()
+        sig.connect(sync_r)
+        assert sig.has_listeners() is False
+        assert base.has_listeners(base()) is False
+    plain = Signal()
+    plain.connect(sync_r)
+    assert plain.has_listeners() is True
+
+
 @pytest.mark.parametrize("method", ["send", "send_robust", "asend", "asend_robust"])
 def test_a_subclass_overriding_live_receivers_is_honoured(method: str) -> None:
     calls: list[str] = []
