@@ -5,7 +5,9 @@ below (one sequential thread needs no gate: nothing can close the send while
 it waits).  With a deadline, or as part of another backend (a nested send's
 calls that no worker took, the sync receivers of an ``asend``), each call goes
 through :func:`call`, the one wrapper every in-process backend uses: the
-begin gate, the call, its outcome.
+begin gate, the call, its outcome; it is a :class:`Call`, which a caller that
+must call the receiver from its own frame (``concsignals.django``) uses
+directly.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import monitoring
-from ._carriers import exit_all
+from ._carriers import Managed, exit_all
 from ._send import Responses, Send, log_failure
+from ._snapshot import Receiver
 
 if TYPE_CHECKING:
     from ._monitor_events import SendEvent
@@ -109,23 +112,54 @@ def call_watched(
     return responses
 
 
+class Call:
+    """One call of a send in this thread, through the gate.  The code inside
+    the ``with`` calls the receiver, so it is called from that code's own
+    frame (``concsignals.django`` keeps Django's frame depth so)::
+
+        with Call(send, i) as call:
+            if call.receiver is not None:
+                call.value = call.receiver(signal=..., sender=..., **named)
+
+    Entering is the begin gate (``receiver``: ``None`` if the call must not
+    begin) and the monitors' ``call_began``; leaving hands what the call
+    returned or raised to ``send.end``: recorded there, never propagated.
+    """
+
+    __slots__ = ("entered", "i", "receiver", "send", "value")
+
+    def __init__(self, send: Send, i: int) -> None:
+        self.send = send
+        self.i = i
+        self.receiver: Receiver | None = None
+        self.value: Any = None
+        self.entered: Managed | None = None
+
+    def __enter__(self) -> Call:
+        send = self.send
+        r = self.receiver = send.begin(self.i)
+        watch = send.watch
+        if r is not None and watch is not None:  # monitor: call began
+            self.entered = watch.enter(self.i, r)
+        return self
+
+    def __exit__(self, kind: object, err: BaseException | None, tb: object) -> bool:
+        if self.receiver is None:
+            return False  # not begun: nothing of it to record
+        if self.entered is not None:
+            exit_all(self.entered, err)
+        if err is None:
+            self.send.end(self.i, self.value)
+        else:
+            self.send.end(self.i, err=err)
+        return True
+
+
 def call(send: Send, i: int) -> None:
     """Call ``i`` of ``send`` in this thread, through the gate; never raises."""
-    r = send.begin(i)
-    if r is None:
-        return
-    watch = send.watch
-    entered = None if watch is None else watch.enter(i, r)  # monitor: call began
-    try:
-        value = r(signal=send.signal, sender=send.sender, **send.named)
-    except BaseException as err:
-        if entered is not None:
-            exit_all(entered, err)
-        send.end(i, err=err)
-    else:
-        if entered is not None:
-            exit_all(entered, None)
-        send.end(i, value)
+    with Call(send, i) as c:
+        if c.receiver is not None:
+            c.value = c.receiver(signal=send.signal, sender=send.sender, **send.named)
 
 
 def run(send: Send) -> None:

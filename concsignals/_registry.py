@@ -63,29 +63,20 @@ if TYPE_CHECKING:
 #: Compact when garbage reaches this many entries and half of what is stored.
 MIN_GARBAGE = 16
 
-#: ``dispatch_uid`` types whose ``hash`` and ``==`` are the interpreter's own:
-#: compared under the lock.  Any other uid is compared outside it.
-PLAIN = (str, bytes, int, float, bool, complex, type(None))
-
-
-def is_plain(uid: object) -> bool:
-    if type(uid) in PLAIN:
-        return True
-    return type(uid) is tuple and all(is_plain(x) for x in uid)
-
 
 def lookup_key(receiver: object, sender: object, dispatch_uid: object) -> Any:
     """The index key of a connection (computed before the lock is taken).
 
-    ``(receiver identity or ("uid", uid), sender identity)``; for a uid whose
-    ``==`` is user code, ``("uid#", hash(uid), sender identity)``: a bucket
-    of ``(uid, entry)`` pairs (see :func:`resolve_uid`).
+    ``(receiver identity, sender identity)``, or for a ``dispatch_uid``
+    (Django's rule: one that is true), ``("uid#", hash(uid), sender
+    identity)``: a bucket of ``(uid, entry)`` pairs whose uids are compared
+    with ``==`` (see :func:`resolve_uid`), so equal uids of different types
+    (``1`` and ``Decimal(1)``, ``"a"`` and a ``str`` subclass's ``"a"``) are
+    one connection, as in Django.
     """
     skey = None if sender is None else sender_id(sender)
-    if dispatch_uid is None:
+    if not dispatch_uid:  # Django: ``if dispatch_uid:`` (user code: no lock held)
         return (receiver_id(receiver), skey)
-    if is_plain(dispatch_uid):
-        return (("uid", dispatch_uid), skey)
     return ("uid#", hash(dispatch_uid), skey)
 
 

@@ -48,19 +48,13 @@ def connections(snap: Snapshot) -> list[Connection]:
     for key, value in snap.state.index.copy().items():
         if type(value) is tuple:  # a bucket of (uid, entry) pairs
             pairs: tuple[Any, ...] = value
-        else:
-            pairs = ((_plain_uid(key), value),)
+        else:  # keyed by its receiver: no uid
+            pairs = ((None, value),)
         for uid, entry in pairs:
             if id(entry) in seen and entry.is_live():
                 found.append(Connection(key, uid, entry))
     found.sort(key=_entry_seq)
     return found
-
-
-def _plain_uid(key: Any) -> object:
-    """The ``dispatch_uid`` in a key ``(("uid", uid), sender)``, else ``None``."""
-    first = key[0]
-    return first[1] if type(first) is tuple and first[:1] == ("uid",) else None
 
 
 def _entry_seq(c: Connection) -> int:

@@ -22,7 +22,8 @@ The Django-shaped signal
 tests (and packages such as factory_boy) read and write:
 
 * ``lock``, ``_clear_dead_receivers()``, ``sender_receivers_cache`` (always
-  empty: the snapshot is the index), ``_live_receivers(sender)``;
+  empty: the snapshot is the index), ``_live_receivers(sender)``, which every
+  send asks once it is overridden or replaced on the class (sentry-sdk);
 * ``receivers`` as Django's ``((receiver_key, sender_key), ref, is_async)``
   tuples; assigning a list replaces the connections in one snapshot write;
 * failures of ``send_robust`` logged on ``django.dispatch``;
@@ -35,24 +36,25 @@ tests (and packages such as factory_boy) read and write:
   straight from their own frame, so ``warnings.warn(stacklevel=...)`` in a
   receiver points where it does on Django.
 
-Concurrency is concsignals': sends read one snapshot and take no lock; each
-receiver is checked (``entry.get()``) immediately before its call, so a
-disconnect that returned is never followed by a call; writers serialise on
-the signal's lock and never call user code under it.
+Every send but the plain inline loop (sync receivers only, no monitor) is the
+engine's :class:`~concsignals._send.Send` with those hooks: see
+``_djangosend.py``.  Concurrency is concsignals': sends read one snapshot and
+take no lock; each receiver is checked (``entry.get()``) immediately before
+its call, so a disconnect that returned is never followed by a call; writers
+serialise on the signal's lock and never call user code under it.
 """
 
 from __future__ import annotations
 
-import logging
 import sys
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from typing import Any, TypeVar
 
-from . import _adopt, _djangoasync, _inline, _registry, _replace, _signal, monitoring
+from . import _adopt, _djangosend, _inline, _registry, _replace, _run, _signal
 from ._adopt import NONE_ID
+from ._send import Send, log_failure
 from ._snapshot import (
-    Entry,
     Receiver,
     receiver_getter,
     sender_getter,
@@ -110,7 +112,12 @@ class Signal(_signal.Signal):
         _registry.drop_dead(self, blocking=True)
 
     def _live_receivers(self, sender: object) -> tuple[list[Any], list[Any]]:
-        """Django's ``(sync receivers, async receivers)`` for ``sender``."""
+        """Django's ``(sync receivers, async receivers)`` for ``sender``.
+
+        Every send asks it only if it was overridden in a subclass or
+        replaced on the class (sentry-sdk's Django integration wraps each
+        receiver so): see :func:`_grouped`.
+        """
         sync: list[Any] = []
         asynchronous: list[Any] = []
         for entry in self._snapshot.lookup(sender):
@@ -119,14 +126,17 @@ class Signal(_signal.Signal):
                 (asynchronous if entry.is_async else sync).append(r)
         return sync, asynchronous
 
+    def has_listeners(self, sender: object = None) -> bool:
+        """:meth:`concsignals.Signal.has_listeners`; through ``_live_receivers``,
+        as on Django, if it was overridden or replaced on the class."""
+        if _patched(self):
+            sync, asynchronous = self._live_receivers(sender)
+            return bool(sync) or bool(asynchronous)
+        return super().has_listeners(sender)
+
     def _log_robust_failure(self, receiver: object, err: BaseException) -> None:
         """Log a receiver's failure as Django's ``send_robust`` does."""
-        logging.getLogger(self._logger_name).error(
-            "Error calling %s in Signal.send_robust() (%s)",
-            _describe(receiver),
-            err,
-            exc_info=err,
-        )
+        log_failure(self, receiver, err)
 
     @property  # type: ignore[override]
     def receivers(self) -> list[ReceiverTuple]:
@@ -220,25 +230,25 @@ class Signal(_signal.Signal):
             return []
         if self._executor is not None:
             return super().send(sender, **named)
-        if _signal._monitored:  # monitor: off the fast path
-            return self._send_watched(sender, named, robust=False)
-        responses: Responses = []
-        later: list[Entry] = []
+        if snap.has_async or _signal._monitored or _patched(self):
+            # The engine's send; the sync receivers called from this frame.
+            with _djangosend.Sending(self, sender, named, _patched(self)) as send:
+                for i, entry in enumerate(send.entries):
+                    if entry.is_async or send.closed:
+                        break
+                    with _inline.Call(send, i) as call:
+                        if call.receiver is not None:
+                            call.value = call.receiver(
+                                signal=self, sender=sender, **named
+                            )
+                return _djangosend.then_async(send)
+        responses: Responses = []  # the hot loop, as Signal.send's
         for entry in entries:
-            if entry.is_async:
-                later.append(entry)
-                continue
             r = entry.get()
             if r is None:
                 self._collect_dead()
                 continue
             responses.append((r, r(signal=self, sender=sender, **named)))
-        if later:
-            responses += self._run_coroutine(
-                lambda: _djangoasync.gather(
-                    self, None, later, sender, named, robust=False
-                )
-            )
         return responses
 
     def send_robust(self, /, sender: Any, **named: Any) -> Responses:
@@ -246,41 +256,49 @@ class Signal(_signal.Signal):
         each ``Exception`` is logged on ``django.dispatch`` and returned in its
         slot.  Lock-free.
         """
+        snap = self._snapshot
+        entries = snap.lookup(sender)
+        if not entries:
+            return []
         if self._executor is not None:
             return super().send_robust(sender, **named)
-        if _signal._monitored:  # monitor: off the fast path
-            return self._send_watched(sender, named, robust=True)
-        responses: Responses = []
-        later: list[Entry] = []
-        for entry in self._snapshot.lookup(sender):
-            if entry.is_async:
-                later.append(entry)
-                continue
+        if snap.has_async or _signal._monitored or _patched(self):
+            # The engine's send; the sync receivers called from this frame.
+            with _djangosend.Sending(self, sender, named, _patched(self), True) as send:
+                for i, entry in enumerate(send.entries):
+                    if entry.is_async or send.closed:
+                        break
+                    with _inline.Call(send, i) as call:
+                        if call.receiver is not None:
+                            call.value = call.receiver(
+                                signal=self, sender=sender, **named
+                            )
+                return _djangosend.then_async(send)
+        responses: Responses = []  # the plain loop, as _inline.call_robust's
+        for entry in entries:
             r = entry.get()
             if r is None:
                 continue
             try:
                 response = r(signal=self, sender=sender, **named)
             except Exception as err:
-                self._log_robust_failure(r, err)
+                log_failure(self, r, err)
                 response = err
             responses.append((r, response))
-        if later:
-            responses += self._run_coroutine(
-                lambda: _djangoasync.gather(
-                    self, None, later, sender, named, robust=True
-                )
-            )
         return responses
 
     async def asend(self, /, sender: Any, **named: Any) -> Responses:
         """Django's ``asend``: the sync receivers in order in one job through
         ``_offload_sync``, concurrently with the async ones; sync results
-        first.  Lock-free; on a failure the others are stopped and awaited.
+        first.  Lock-free; on a failure, or when the awaiting task is
+        cancelled, no further call begins and every call begun is awaited.
         """
         if self._executor is not None:
             return await super().asend(sender, **named)
-        return await self._asend(sender, named, robust=False)
+        entries = _djangosend.grouped(self, sender, _patched(self))
+        if not entries:
+            return []
+        return await _run.arun(Send(self, entries, sender, named), None)
 
     async def asend_robust(self, /, sender: Any, **named: Any) -> Responses:
         """Django's ``asend_robust``: as :meth:`asend`, every receiver runs and
@@ -288,33 +306,10 @@ class Signal(_signal.Signal):
         """
         if self._executor is not None:
             return await super().asend_robust(sender, **named)
-        return await self._asend(sender, named, robust=True)
-
-    def _send_watched(
-        self, sender: Any, named: dict[str, Any], robust: bool
-    ) -> Responses:
-        """``send``/``send_robust`` with a monitor installed: the same calls
-        in the same order, reported.  The send's slots list the sync
-        receivers first, in Django's order of results."""
-        entries = self._snapshot.lookup(sender)
-        sync = [e for e in entries if not e.is_async]
-        later = [e for e in entries if e.is_async]
-        watch = monitoring.watch_inline(self, sync + later, sender, robust)
-        if watch is None:  # the last monitor was uninstalled meanwhile
-            return (self.send_robust if robust else self.send)(sender, **named)
-        try:
-            responses = _inline.call_watched(watch, self, sync, sender, named)
-            if later:
-                responses += self._run_coroutine(
-                    lambda: _djangoasync.gather(
-                        self, None, later, sender, named, robust, watch, len(sync)
-                    )
-                )
-        except BaseException as err:
-            watch.finish(None, err)
-            raise
-        watch.finish(None, None)
-        return responses
+        entries = _djangosend.grouped(self, sender, _patched(self))
+        if not entries:
+            return []
+        return await _run.arun(Send(self, entries, sender, named, None, True), None)
 
     # -- the hooks: asgiref's thread sensitivity ------------------------------
 
@@ -333,30 +328,14 @@ class Signal(_signal.Signal):
 
         return async_to_sync(main)()
 
-    # -- the async machinery ------------------------------------------------------
 
-    async def _asend(
-        self, sender: Any, named: dict[str, Any], robust: bool
-    ) -> Responses:
-        entries = self._snapshot.lookup(sender)
-        if not entries:
-            return []
-        sync = [e for e in entries if not e.is_async]
-        asynchronous = [e for e in entries if e.is_async]
-        watch = None
-        if _signal._monitored:  # monitor: slots sync first, as the results
-            watch = monitoring.watch_inline(self, sync + asynchronous, sender, robust)
-        try:
-            responses = await _djangoasync.gather(
-                self, sync or None, asynchronous, sender, named, robust, watch
-            )
-        except BaseException as err:
-            if watch is not None:
-                watch.finish(None, err)
-            raise
-        if watch is not None:
-            watch.finish(None, None)
-        return responses
+#: Our ``_live_receivers``: a send asks the method only if it is another one.
+_own_live_receivers = Signal._live_receivers
+
+
+def _patched(signal: Signal) -> bool:
+    """Whether ``_live_receivers`` was overridden or replaced on the class."""
+    return type(signal)._live_receivers is not _own_live_receivers
 
 
 def _as_tuple(conn: _replace.Connection) -> ReceiverTuple:
@@ -375,11 +354,6 @@ def _as_tuple(conn: _replace.Connection) -> ReceiverTuple:
     )
     item.connection = conn
     return item
-
-
-def _describe(receiver: object) -> str:
-    name = getattr(receiver, "__qualname__", None)
-    return name if isinstance(name, str) else repr(receiver)
 
 
 def receiver(

@@ -8,11 +8,14 @@ tests run in a fresh interpreter (``tests/test_django_install.py``).
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import threading
 import warnings
 import weakref
+from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 import pytest
@@ -24,7 +27,6 @@ import django.dispatch
 from asgiref.sync import async_to_sync, sync_to_async
 
 import concsignals
-from concsignals import _djangoasync
 from concsignals.django import Signal
 
 
@@ -436,25 +438,18 @@ def test_async_send_failure_stops_the_rest_and_waits_for_it() -> None:
     assert asyncio.run(main()) == ["cancelled and awaited"]
 
 
-def test_async_failure_stops_the_sync_job_between_receivers(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_async_failure_stops_the_sync_job_between_receivers() -> None:
     """An async receiver fails while the sync job is running: the job begins
-    no further sync receiver.  The job's first receiver waits until the send
-    has told the job to stop: no timing involved."""
-    told_to_stop = threading.Event()
+    no further sync receiver.  The job's first receiver waits until the
+    failure is recorded (a monitor hears of it once the send is closed): no
+    timing involved."""
+    failure_recorded = threading.Event()
 
-    class WatchedJob(_djangoasync.SyncJob):
-        @property  # type: ignore[override]
-        def stopped(self) -> bool:
-            return told_to_stop.is_set()
+    class HearsTheFailure:
+        def call_ended(self, call: Any) -> None:
+            if call.receiver is fails_once_first_began:
+                failure_recorded.set()
 
-        @stopped.setter
-        def stopped(self, value: bool) -> None:
-            if value:
-                told_to_stop.set()
-
-    monkeypatch.setattr(_djangoasync, "SyncJob", WatchedJob)
     s = Signal()
     calls: list[str] = []
     first_began = threading.Event()
@@ -462,7 +457,7 @@ def test_async_failure_stops_the_sync_job_between_receivers(
     def first(**kwargs: Any) -> None:
         calls.append("first")
         first_began.set()
-        assert told_to_stop.wait(timeout=30)
+        assert failure_recorded.wait(timeout=30)
 
     def second(**kwargs: Any) -> None:
         calls.append("second")
@@ -475,8 +470,13 @@ def test_async_failure_stops_the_sync_job_between_receivers(
     s.connect(first)
     s.connect(second)
     s.connect(fails_once_first_began)
-    with pytest.raises(KeyError):
-        asyncio.run(s.asend(None))
+    monitor = HearsTheFailure()
+    concsignals.monitoring.install(monitor)
+    try:
+        with pytest.raises(KeyError):
+            asyncio.run(s.asend(None))
+    finally:
+        concsignals.monitoring.uninstall(monitor)
     assert calls == ["first"]
 
 
@@ -609,3 +609,265 @@ def test_a_monitor_sees_a_failed_django_send_end_with_its_error(
         (failing_r, "exception"),
         (sync_r2, "not begun"),
     ]
+
+
+# -- one engine: the Django shape is a concsignals send (issue 21) ---------------
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("how", ["a failure", "cancellation"])
+def test_asend_returns_only_once_the_sync_receiver_it_began_ended(how: str) -> None:
+    """Contract 8: a send returns only when every call it began has ended, the
+    sync receiver in asgiref's thread included.  Without that wait, asend
+    returns a few loop iterations after the failure or the cancel, with no
+    thread involved; so the release comes a thousand iterations after it, and
+    with the wait asend cannot return before the release, however loaded."""
+    order: list[str] = []
+    began, release = threading.Event(), threading.Event()
+
+    def slow(**kwargs: Any) -> None:
+        began.set()
+        assert release.wait(timeout=20)
+        order.append("slow ended")
+
+    async def fails_once_slow_began(**kwargs: Any) -> None:
+        loop = asyncio.get_running_loop()
+        assert await loop.run_in_executor(None, began.wait, 20)
+        failing_now.set()
+        raise KeyError("aboom")
+
+    s = Signal()
+    s.connect(slow)
+    if how == "a failure":
+        s.connect(fails_once_slow_began)
+
+    async def main() -> None:
+        task = asyncio.ensure_future(s.asend(None))
+        if how == "cancellation":
+            loop = asyncio.get_running_loop()
+            assert await loop.run_in_executor(None, began.wait, 20)
+            task.cancel()
+        else:
+            await failing_now.wait()
+        for _ in range(1000):
+            await asyncio.sleep(0)
+        order.append("released")
+        release.set()
+        with pytest.raises((KeyError, asyncio.CancelledError)):
+            await task
+        order.append("asend returned")
+
+    failing_now = asyncio.Event()  # 3.10+: bound to the loop when first awaited
+    asyncio.run(main())
+    assert order == ["released", "slow ended", "asend returned"]
+
+
+async def cancels(**kwargs: Any) -> None:
+    raise asyncio.CancelledError
+
+
+@pytest.mark.parametrize("method", ["send", "send_robust", "asend", "asend_robust"])
+def test_an_async_receiver_raising_cancelled_error_fails_the_send_as_django(
+    method: str,
+) -> None:
+    for sig in (Signal(), django.dispatch.Signal()):
+        sig.connect(sync_r)
+        sig.connect(cancels)
+
+        async def main(sig: Any = sig) -> Any:
+            return await getattr(sig, method)(None)
+
+        with pytest.raises(asyncio.CancelledError):
+            if method.startswith("a"):
+                asyncio.run(main())
+            else:
+                getattr(sig, method)(None)
+
+
+@pytest.mark.parametrize("method", ["send", "send_robust"])
+@pytest.mark.parametrize("shape", ["fast path", "sender route", "with async"])
+def test_frame_depth_is_djangos_with_a_monitor_installed(
+    method: str, shape: str, seen: Seen
+) -> None:
+    test_frame_depth_between_send_and_receiver_is_djangos(method, shape)
+
+
+class Label(str):
+    """A ``str`` of another type, equal to the plain one."""
+
+
+UIDS = [
+    ("", ""),
+    (0, 0),
+    (0, False),
+    (1, 1.0),
+    (True, 1),
+    (1, Decimal(1)),
+    (Fraction(1, 2), 0.5),
+    ((1, Decimal(1)), (1, 1)),
+    ("uid", Label("uid")),
+]
+
+
+@pytest.mark.parametrize(("first", "second"), UIDS, ids=repr)
+@pytest.mark.parametrize("for_sender", [False, True])
+def test_dispatch_uids_are_one_connection_exactly_when_django_says(
+    first: object, second: object, for_sender: bool
+) -> None:
+    """Django keys a connection by ``(dispatch_uid, sender id)`` if the uid
+    is truthy, else by the receiver, and compares keys with ``==``."""
+    sender = Sender() if for_sender else None
+    seen = []
+    for sig in (Signal(), concsignals.Signal(), django.dispatch.Signal()):
+        sig.connect(sync_r, sender=sender, dispatch_uid=first)
+        sig.connect(sync_r2, sender=sender, dispatch_uid=second)
+        connected = [r for r, _ in sig.send(sender)]
+        gone = sig.disconnect(sender=sender, dispatch_uid=second)
+        seen.append((connected, gone, [r for r, _ in sig.send(sender)]))
+    assert seen[0] == seen[1] == seen[2], seen
+
+
+@pytest.mark.parametrize("method", ["send", "send_robust"])
+def test_a_sync_send_in_a_running_loop_once_the_async_receiver_died(
+    method: str,
+) -> None:
+    """Django calls only live receivers: with no live async one, a sync send
+    inside a running event loop returns the sync receivers' results."""
+
+    async def dies(**kwargs: Any) -> None:
+        pass
+
+    ours, theirs = Signal(), django.dispatch.Signal()
+    for sig in (ours, theirs):
+        sig.connect(sync_r)
+        sig.connect(dies)
+        sig.send(None)  # no loop running: both called (and the tuple cached)
+    del dies
+    gc.collect()
+
+    async def main(sig: Any) -> Any:
+        return getattr(sig, method)(None)
+
+    assert asyncio.run(main(ours)) == asyncio.run(main(theirs)) == [(sync_r, "sync")]
+    for sig in (ours, theirs):  # a live one: asgiref refuses, as on Django
+        sig.connect(async_r)
+        with pytest.raises(RuntimeError, match="AsyncToSync"):
+            asyncio.run(main(sig))
+
+
+# -- _live_receivers overridden or patched, as sentry-sdk does -------------------
+
+
+def traced(receiver: Any, calls: list[str]) -> Any:
+    """A wrapper such as sentry-sdk's span: records, then calls ``receiver``."""
+
+    @functools.wraps(receiver)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        calls.append(receiver.__name__)
+        return receiver(*args, **kwargs)
+
+    return wrapper
+
+
+def tracing(calls: list[str]) -> Any:
+    """A ``_live_receivers`` to put on a class: wraps each sync receiver."""
+
+    def _live_receivers(self: Any, sender: Any) -> tuple[list[Any], list[Any]]:
+        sync, asynchronous = type(self).__mro__[1]._live_receivers(self, sender)
+        return [traced(r, calls) for r in sync], asynchronous
+
+    return _live_receivers
+
+
+def run_method(sig: Any, method: str) -> Any:
+    if method.startswith("a"):
+        return asyncio.run(getattr(sig, method)(None))
+    return getattr(sig, method)(None)
+
+
+def named_results(results: Any) -> list[tuple[str, Any]]:
+    return [(r.__name__, v) for r, v in results]
+
+
+def test_has_listeners_asks_an_overridden_live_receivers_as_django() -> None:
+    def nobody(self: Any, sender: Any) -> tuple[list[Any], list[Any]]:
+        return [], []
+
+    for base in (Signal, django.dispatch.Signal):
+        sig = type("Deaf", (base,), {"_live_receivers": nobody})()
+        sig.connect(sync_r)
+        assert sig.has_listeners() is False
+        assert base.has_listeners(base()) is False
+    plain = Signal()
+    plain.connect(sync_r)
+    assert plain.has_listeners() is True
+
+
+@pytest.mark.parametrize("method", ["send", "send_robust", "asend", "asend_robust"])
+def test_a_subclass_overriding_live_receivers_is_honoured(method: str) -> None:
+    calls: list[str] = []
+    results = []
+    for base in (Signal, django.dispatch.Signal):
+        sub = type("Traced", (base,), {"_live_receivers": tracing(calls)})
+        sig = sub()
+        connect_mixed(sig)
+        results.append(named_results(run_method(sig, method)))
+    assert calls == ["sync_r", "sync_r2"] * 2
+    assert (
+        results[0]
+        == results[1]
+        == [
+            ("sync_r", "sync"),
+            ("sync_r2", "sync2"),
+            ("async_r", "async"),
+        ]
+    )
+
+
+@pytest.mark.parametrize("method", ["send", "send_robust", "asend", "asend_robust"])
+@pytest.mark.parametrize("monitored", [False, True])
+def test_live_receivers_patched_on_the_class_is_honoured(
+    method: str, monitored: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sentry-sdk's Django integration replaces ``Signal._live_receivers`` on
+    the class (ours, once ``install()`` ran) with one wrapping each sync
+    receiver; every kind of send then calls the wrappers, as on Django."""
+    calls: list[str] = []
+    original = Signal._live_receivers
+
+    def patched(self: Any, sender: Any) -> tuple[list[Any], list[Any]]:
+        sync, asynchronous = original(self, sender)
+        return [traced(r, calls) for r in sync], asynchronous
+
+    sig = Signal()
+    connect_mixed(sig)
+    monkeypatch.setattr(Signal, "_live_receivers", patched)
+    monitor = Seen()
+    if monitored:
+        concsignals.monitoring.install(monitor)
+    try:
+        results = named_results(run_method(sig, method))
+    finally:
+        concsignals.monitoring.uninstall(monitor)
+    assert calls == ["sync_r", "sync_r2"]
+    assert results == [("sync_r", "sync"), ("sync_r2", "sync2"), ("async_r", "async")]
+    if monitored:
+        assert [c.outcome for c in monitor.calls] == ["result"] * 3
+    monkeypatch.undo()
+    assert named_results(run_method(sig, method))[0] == ("sync_r", "sync")
+    assert calls == ["sync_r", "sync_r2"]  # no wrapper once the patch is gone
+
+
+def test_a_monitor_sees_a_dead_async_receivers_slot_skipped(seen: Seen) -> None:
+    async def dies(**kwargs: Any) -> None:
+        pass
+
+    s = Signal()
+    s.connect(sync_r)
+    s.connect(dies)
+    s.send(None)  # the tuple cached with both
+    seen.calls.clear()  # its events hold the receivers
+    del dies
+    gc.collect()
+    assert s.send(None) == [(sync_r, "sync")]
+    assert seen.slots() == [(sync_r, "result"), (None, "skipped")]

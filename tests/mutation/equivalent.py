@@ -87,11 +87,6 @@ EQUIVALENT: dict[str, str] = {
         "same outcome (timed out, not started)"
     ),
     # _registry.py
-    "concsignals._registry.x_is_plain__mutmut_3": (
-        "performance only: a str/int/... dispatch_uid takes the bucket path "
-        "of uids with their own ==; for these types == and hash agree with "
-        "a dict's, so the same connections match"
-    ),
     "concsignals._registry.x_connect_locked__mutmut_83": _STALE,
     "concsignals._registry.x_connect_locked__mutmut_84": _STALE,
     "concsignals._registry.x_connect_locked__mutmut_135": (
