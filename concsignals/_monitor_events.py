@@ -76,7 +76,10 @@ class Monitor(Protocol):
         """The send ended, after every ``call_ended``."""
 
 
-Bound = tuple[tuple[object, Any], ...]
+#: Per hook, ``(monitor, hook's name, what the monitor gave for it)``.  The
+#: name is the hook's, kept here: what a monitor gives may be any callable
+#: (a ``functools.partial``, a callable object) and need have no ``__name__``.
+Bound = tuple[tuple[object, str, Any], ...]
 
 
 def _hook(monitor: object, name: str) -> Any:
@@ -90,8 +93,8 @@ def _hook(monitor: object, name: str) -> Any:
 
 
 class Hooks:
-    """Per hook, ``((monitor, bound method), ...)`` of the monitors that
-    implement it; built once per install (see ``monitoring.install``)."""
+    """Per hook, ``((monitor, name, bound method), ...)`` of the monitors
+    that implement it; built once per install (see ``monitoring.install``)."""
 
     __slots__ = (*HOOKS, "calls")
 
@@ -104,27 +107,28 @@ class Hooks:
     def __init__(self, monitors: Sequence[object]) -> None:
         for name in HOOKS:
             found = ((m, _hook(m, name)) for m in monitors)
-            setattr(self, name, tuple((m, fn) for m, fn in found if fn is not None))
+            bound = tuple((m, name, fn) for m, fn in found if fn is not None)
+            setattr(self, name, bound)
         #: Whether any monitor sees calls: if not, no CallEvent is made.
         self.calls = bool(self.call_began or self.carrier or self.call_ended)
 
 
 def notify(hooks: Bound, event: object) -> None:
-    for m, fn in hooks:
+    for m, name, fn in hooks:
         try:
             fn(event)
         except Exception as err:
-            report(m, fn.__name__, err)
+            report(m, name, err)
 
 
 def _returned(hooks: Bound, event: object) -> Managed:
     """Call each hook; the ``(monitor, value)`` of those that returned one."""
     found: Managed = []
-    for m, fn in hooks:
+    for m, name, fn in hooks:
         try:
             value = fn(event)
         except Exception as err:
-            report(m, fn.__name__, err)
+            report(m, name, err)
         else:
             if value is not None:
                 found.append((m, value))
@@ -215,11 +219,11 @@ class SendEvent:
         call._thread = threading.current_thread()
         call.process = pid[0]
         managers: Managed | None = None
-        for m, fn in hooks.call_began:
+        for m, name, fn in hooks.call_began:
             try:
                 cm = fn(call)
             except Exception as err:
-                report(m, fn.__name__, err)
+                report(m, name, err)
                 continue
             if cm is not None:
                 if managers is None:
@@ -303,11 +307,7 @@ class SendEvent:
         call.duration = (ended - (call.began or ended)) / 1e9
         call.result, call.error = value, err
         call.outcome = RESULT if err is None else EXCEPTION
-        for m, fn in self.hooks.call_ended:
-            try:
-                fn(call)
-            except Exception as exc:
-                report(m, fn.__name__, exc)
+        notify(self.hooks.call_ended, call)
 
     def finish(self, send: Send | None, error: BaseException | None) -> None:
         """Report every slot not reported yet (its outcome as the engine left

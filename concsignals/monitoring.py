@@ -77,6 +77,7 @@ from ._monitor_events import (
     SendEvent,
     notify,
 )
+from ._send import describe
 from .executors import SignalRef
 
 if TYPE_CHECKING:
@@ -263,7 +264,7 @@ class _SlowWarner:
 
         logging.getLogger("concsignals").warning(
             "Slow receiver %s of %s: %.3f s (threshold %.3f s) on %s",
-            _describe(call.receiver),
+            describe(call.receiver),
             SignalRef.of(call.send.signal),
             call.duration,
             limit,
@@ -275,8 +276,3 @@ class _SlowWarner:
 
 
 _slow_warner = _SlowWarner()
-
-
-def _describe(receiver: object) -> str:
-    name = getattr(receiver, "__qualname__", None)
-    return name if isinstance(name, str) else repr(receiver)
