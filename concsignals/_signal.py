@@ -39,7 +39,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from . import _fork, _inline, _registry, _run, monitoring
 from ._callables import accepts_kwargs, is_async_receiver
 from ._send import Send
-from ._snapshot import Entry, Receiver, Snapshot, empty, receiver_getter
+from ._snapshot import (
+    Entry,
+    Receiver,
+    Snapshot,
+    any_live_async,
+    empty,
+    receiver_getter,
+)
 from ._view import SignalView
 
 if TYPE_CHECKING:
@@ -240,7 +247,7 @@ class Signal:
         entries = snap.lookup(sender)
         if not entries:
             return []
-        if self._executor is not None or snap.has_async:
+        if self._executor is not None or (snap.has_async and any_live_async(entries)):
             return _run.run(Send(self, entries, sender, named), self._executor)
         if _monitored:  # monitor: the inline loop, reporting as it goes
             return _inline.send_watched(self, entries, sender, named, False)
