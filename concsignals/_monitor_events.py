@@ -162,22 +162,17 @@ class SendEvent:
     )
 
     def __init__(
-        self,
-        hooks: Hooks,
-        signal: object,
-        entries: Sequence[Any],
-        sender: object,
-        executor: object,
-        deadline: float | None,
-        robust: bool,
+        self, hooks: Hooks, signal: object, entries: Sequence[Any], sender: object
     ) -> None:
         self.hooks = hooks
         self.signal = signal
         self._entries = entries
         self.sender = sender
-        self.executor = executor
-        self.deadline = deadline
-        self.robust = robust
+        #: Set by whoever starts reporting, before ``send_began``
+        #: (``monitoring.watch``/``watch_inline``).
+        self.executor: object = None
+        self.deadline: float | None = None
+        self.robust = False
         self.began = time.time_ns()
         n = len(entries)
         self._calls: list[CallEvent | None] = [None] * n

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._registry import forget_deaths, is_bucket_key, settled, whole
+from ._registry import Request, forget_deaths, is_bucket_key, settled, whole
 from ._snapshot import DEAD, AsyncEntry, Entry, Getter, Snapshot, State
 
 if TYPE_CHECKING:
@@ -69,26 +69,17 @@ def _entry_seq(c: Connection) -> int:
 
 class Wanted:
     """One connection :func:`replace_locked` is to publish, made outside the
-    lock (getters made, ``dispatch_uid`` compared: see :func:`distinct`)."""
+    lock (getters made, ``dispatch_uid`` compared: see :func:`distinct`): a
+    connect's :class:`~concsignals._registry.Request`, its sender's getter
+    (``None``: any sender), and the entry it was read from."""
 
-    __slots__ = ("get", "hold", "is_async", "key", "origin", "sender_get", "uid")
+    __slots__ = ("origin", "request", "sender_get")
 
     def __init__(
-        self,
-        key: Any,
-        uid: object,
-        get: Getter,
-        sender_get: Getter | None,
-        hold: object,
-        is_async: bool,
-        origin: Entry | None,
+        self, request: Request, sender_get: Getter | None, origin: Entry | None
     ) -> None:
-        self.key = key
-        self.uid = uid
-        self.get = get
+        self.request = request
         self.sender_get = sender_get
-        self.hold = hold
-        self.is_async = is_async
         #: The entry it was read from (:func:`connections`), kept if still
         #: current.
         self.origin = origin
@@ -99,17 +90,20 @@ def distinct(wanted: list[Wanted]) -> list[Wanted]:
 
     Compares the uids of bucket keys (user ``==``): call it with no lock held.
     """
-    out: list[Wanted] = []
+    out: list[Request] = []
+    kept: list[Wanted] = []
     plain: set[Any] = set()
     for w in wanted:
-        if not is_bucket_key(w.key):
-            if w.key in plain:
+        r = w.request
+        if not is_bucket_key(r.key):
+            if r.key in plain:
                 continue
-            plain.add(w.key)
-        elif any(o.key == w.key and (o.uid is w.uid or o.uid == w.uid) for o in out):
+            plain.add(r.key)
+        elif any(o.key == r.key and (o.uid is r.uid or o.uid == r.uid) for o in out):
             continue
-        out.append(w)
-    return out
+        out.append(r)
+        kept.append(w)
+    return kept
 
 
 def replace_locked(
@@ -132,23 +126,23 @@ def replace_locked(
         kept: set[int] = set()
         last = -1
         for w in wanted:
-            entry = w.origin
-            if entry is None or entry.seq <= last or not _current(st, w, entry):
-                cls = AsyncEntry if w.is_async else Entry
-                entry = cls(w.get, w.sender_get, fresh.seq, w.hold)
+            r, entry = w.request, w.origin
+            if entry is None or entry.seq <= last or not _current(st, r.key, entry):
+                cls = AsyncEntry if r.is_async else Entry
+                entry = cls(r.get, w.sender_get, fresh.seq, r.hold)
                 fresh.seq += 1
                 if not entry.is_live():
                     continue  # its sender died meanwhile
             kept.add(id(entry))
             last = entry.seq
-            if w.key[-1] is None:
+            if r.key[-1] is None:
                 fresh.anylog.append(entry)
             else:
-                own.setdefault(w.key[-1], []).append(entry)
-            if is_bucket_key(w.key):
-                fresh.index[w.key] = (*fresh.index.get(w.key, ()), (w.uid, entry))
+                own.setdefault(r.key[-1], []).append(entry)
+            if is_bucket_key(r.key):
+                fresh.index[r.key] = (*fresh.index.get(r.key, ()), (r.uid, entry))
             else:
-                fresh.index[w.key] = entry
+                fresh.index[r.key] = entry
         new = whole(settled(fresh, own))
         dropped = [e for e in base.entries if id(e) not in kept and e.get is not DEAD]
         holds = [e.hold for e in dropped]
@@ -166,9 +160,9 @@ def replace_locked(
         return
 
 
-def _current(st: State, w: Wanted, entry: Entry) -> bool:
-    """Whether ``entry`` is connected in ``st`` under ``w.key``, and alive."""
-    value = st.index.get(w.key)
+def _current(st: State, key: Any, entry: Entry) -> bool:
+    """Whether ``entry`` is connected in ``st`` under ``key``, and alive."""
+    value = st.index.get(key)
     if type(value) is tuple:
         return any(p[1] is entry for p in value) and entry.is_live()
     return value is entry and entry.is_live()

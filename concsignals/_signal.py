@@ -128,16 +128,14 @@ class Signal:
         is_async = is_async_receiver(receiver)
         get, hold = receiver_getter(receiver, weak, self._notice)
         key = _registry.lookup_key(receiver, sender, dispatch_uid)
+        req = _registry.Request(key, dispatch_uid, get, hold, is_async)
         released: list[object] = []
         while True:  # again only if another writer changed this uid's bucket
             resolved = None
             if _registry.is_bucket_key(key):
                 resolved = _registry.resolve_uid(self, key, dispatch_uid)
             with self._lock:
-                done = _registry.connect_locked(
-                    self, key, get, hold, sender, is_async, dispatch_uid,
-                    resolved, released,
-                )  # fmt: skip
+                done = _registry.connect_locked(self, req, sender, resolved, released)
             if done:
                 return
         # ``released`` is dropped here, after the lock: see _registry.py

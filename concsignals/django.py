@@ -171,9 +171,8 @@ class Signal(_signal.Signal):
                 if sender is None:
                     return None
                 sender_get = sender_getter(sender, self._notice)
-            return _replace.Wanted(
-                conn.key, conn.uid, get, sender_get, hold, is_async, origin
-            )
+            want = _registry.Request(conn.key, conn.uid, get, hold, is_async)
+            return _replace.Wanted(want, sender_get, origin)
         if sender_key != NONE_ID:
             raise ValueError(
                 f"receiver tuple {item!r} names its sender only by id(): assign "
@@ -181,7 +180,8 @@ class Signal(_signal.Signal):
             )
         uid = None if receiver_key == receiver_id(r) else receiver_key
         key = _registry.lookup_key(r, None, uid)
-        return _replace.Wanted(key, uid, get, None, hold, is_async, None)
+        want = _registry.Request(key, uid, get, hold, is_async)
+        return _replace.Wanted(want, None, None)
 
     # -- connecting ---------------------------------------------------------------
 

@@ -175,15 +175,8 @@ def watch(send: Send, executor: object) -> SendEvent | None:
     hooks = _hooks
     if hooks is None:
         return None
-    w = SendEvent(
-        hooks,
-        send.signal,
-        send.entries,
-        send.sender,
-        executor,
-        send.deadline,
-        send.robust,
-    )
+    w = SendEvent(hooks, send.signal, send.entries, send.sender)
+    w.executor, w.deadline, w.robust = executor, send.deadline, send.robust
     send.watch = w
     notify(hooks.send_began, w)
     return w
@@ -196,7 +189,8 @@ def watch_inline(
     hooks = _hooks
     if hooks is None:
         return None
-    w = SendEvent(hooks, signal, entries, sender, None, None, robust)
+    w = SendEvent(hooks, signal, entries, sender)
+    w.robust = robust
     notify(hooks.send_began, w)
     return w
 
