@@ -36,10 +36,11 @@ from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from ._carriers import Managed, enter_all, report
-from ._send import CLOSED, RUNNING, STOPPED, Failed, Send, TimedOut, Why
-from ._send import NOT_BEGUN as UNBEGUN
-from ._send import SKIPPED as GONE
+from ._send import Failed, Mark, Send, TimedOut, Why
 
+# A slot's outcome as monitors see it (``CallEvent.outcome``): a string, made
+# from a ``Send``'s state for the slot (a ``Mark``, or a result or failure) by
+# :func:`outcome`.
 RESULT = "result"
 EXCEPTION = "exception"
 TIMED_OUT = "timed out"
@@ -268,7 +269,7 @@ class SendEvent:
         """Slot ``i``, claimed, settled as ``out`` (``Send``'s outcome):
         ``call_ended``; ``finish`` waits for this to return."""
         try:
-            self.settle(i, outcome(out, by_deadline), getattr(out, "err", None))
+            self.report_end(i, outcome(out, by_deadline), getattr(out, "err", None))
         finally:
             with send.lock:
                 self._inflight -= 1
@@ -276,7 +277,8 @@ class SendEvent:
             if idle is not None:
                 idle.set()
 
-    def settle(self, i: int, what: str, err: BaseException | None = None) -> None:
+    def report_end(self, i: int, what: str, err: BaseException | None = None) -> None:
+        """``call_ended`` for slot ``i``, its outcome ``what``."""
         call = self._calls[i]
         if call is None:
             if not self.hooks.call_ended:
@@ -290,7 +292,7 @@ class SendEvent:
     def skip(self, i: int) -> None:
         """Unlocked inline send: slot ``i``'s receiver is gone."""
         self._done[i] = True
-        self.settle(i, SKIPPED)
+        self.report_end(i, SKIPPED)
 
     def returned(self, i: int, value: Any, err: BaseException | None) -> None:
         """Unlocked inline send: call ``i`` ended; ``call_ended``."""
@@ -320,7 +322,7 @@ class SendEvent:
             if self._idle is not None:
                 self._idle.wait()
         for i, what in left:
-            self.settle(i, what)
+            self.report_end(i, what)
         self.ended = time.time_ns()
         notify(self.hooks.send_ended, self)
         # Each CallEvent holds its SendEvent: drop ours, so no cycle is left
@@ -340,13 +342,13 @@ def outcome(out: Any, closed_by_deadline: bool) -> str:
         return RESULT
     if isinstance(out, Failed):
         return EXCEPTION
-    if isinstance(out, TimedOut) or out is RUNNING:
-        return TIMED_OUT  # RUNNING at the send's end: still running
-    if out is GONE:
+    if isinstance(out, TimedOut) or out is Mark.RUNNING:
+        return TIMED_OUT  # running at the send's end: still running
+    if out is Mark.SKIPPED:
         return SKIPPED
-    if out is CLOSED or out is UNBEGUN:
+    if out is Mark.CLOSED or out is Mark.NOT_BEGUN:
         return TIMED_OUT if closed_by_deadline else NOT_BEGUN
-    assert out is STOPPED
+    assert out is Mark.STOPPED
     return TIMED_OUT if closed_by_deadline else EXCEPTION
 
 

@@ -382,10 +382,10 @@ def rebuilt(st: State) -> State:
                 fresh.index[key] = pairs
         elif value.is_live():
             fresh.index[key] = value
-    return settled(fresh, own)
+    return with_routes(fresh, own)
 
 
-def settled(fresh: State, own: dict[Any, list[Entry]]) -> State:
+def with_routes(fresh: State, own: dict[Any, list[Entry]]) -> State:
     """``fresh`` (its ``anylog`` filled) with a route for each sender's
     ``own`` entries (in connection order), and its counts."""
     for skey, entries in own.items():

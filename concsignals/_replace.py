@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._registry import Request, forget_deaths, is_bucket_key, settled, whole
+from ._registry import Request, forget_deaths, is_bucket_key, whole, with_routes
 from ._snapshot import DEAD, AsyncEntry, Entry, Getter, Snapshot, State
 
 if TYPE_CHECKING:
@@ -143,7 +143,7 @@ def replace_locked(
                 fresh.index[r.key] = (*fresh.index.get(r.key, ()), (r.uid, entry))
             else:
                 fresh.index[r.key] = entry
-        new = whole(settled(fresh, own))
+        new = whole(with_routes(fresh, own))
         dropped = [e for e in base.entries if id(e) not in kept and e.get is not DEAD]
         holds = [e.hold for e in dropped]
         if signal._snapshot is not base:
