@@ -1,12 +1,14 @@
 """Every connection at once: Django's ``receivers``, read and replaced.
 
 :func:`connections` lists what a snapshot sees (lock-free);
-:func:`replace_locked` publishes a whole new list under the writer lock, on
-the steps of a write in ``_registry.py``, with one difference: its
-commit publishes the new snapshot, and only then marks the entries it drops
-:data:`~concsignals._snapshot.DEAD` in a loop.  The collector may run a
-``__del__`` in that loop; a write it makes goes on top of the published
-snapshot, which holds none of the entries being marked, so nothing is lost.
+:func:`as_published_locked` republishes that in a fresh state (a forked
+child's repair, see ``_fork.py``); :func:`replace_locked` publishes a whole
+new list under the writer lock, on the steps of a write in ``_registry.py``,
+with one difference: its commit publishes the new snapshot, and only then
+marks the entries it drops :data:`~concsignals._snapshot.DEAD` in a loop.
+The collector may run a ``__del__`` in that loop; a write it makes goes on
+top of the published snapshot, which holds none of the entries being
+marked, so nothing is lost.
 """
 
 from __future__ import annotations
@@ -158,6 +160,23 @@ def replace_locked(
         forget_deaths(signal, reported)  # their entries are left out of ``new``
         released += [base, holds, dropped]
         return
+
+
+def as_published_locked(signal: Signal, released: list[object]) -> None:
+    """Make the signal's state exactly what its published snapshot sees.
+
+    For a forked child (``_fork.py``): a writer of the parent may have been
+    lost between two stores of its commit, leaving the shared lists, index
+    and counts ahead of the snapshot, which the child's next write would
+    build on.  The published snapshot is whole; this republishes its live
+    connections, keeping their entries, in a fresh state.  O(entries held).
+    """
+    wanted = [
+        Wanted(Request(c.key, c.uid, c.entry.get, c.entry.hold, c.entry.is_async),
+               c.entry.sender_get, c.entry)
+        for c in connections(signal._snapshot)
+    ]  # fmt: skip
+    replace_locked(signal, wanted, released)
 
 
 def _current(st: State, key: Any, entry: Entry) -> bool:
