@@ -102,7 +102,8 @@ def wanted(
     uid = None if receiver_key == receiver_id(r) else receiver_key
     key = _registry.lookup_key(r, sender, uid)
     sender_get = None if sender is None else sender_getter(sender, signal._notice)
-    return _replace.Wanted(key, uid, get, sender_get, hold, bool(is_async), None)
+    want = _registry.Request(key, uid, get, hold, bool(is_async))
+    return _replace.Wanted(want, sender_get, None)
 
 
 # -- install() after Django -------------------------------------------------------

@@ -300,9 +300,10 @@ def refuse_in_running_loop(send: Send) -> None:
         return
     name = "send_robust" if send.robust else "send"
     async_receiver = next(
-        (r for e in send.entries if e.is_async and (r := e.get()) is not None),
-        "(an async receiver)",
+        (r for e in send.entries if e.is_async and (r := e.get()) is not None), None
     )
+    if async_receiver is None:  # died since the send chose this path: no
+        return  # coroutine will run, nothing can block the loop
     raise RuntimeError(
         f"{send.signal!r}.{name}() was called from a thread whose event loop is "
         f"running, and async receiver {describe(async_receiver)} is "

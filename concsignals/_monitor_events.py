@@ -36,10 +36,11 @@ from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from ._carriers import Managed, enter_all, report
-from ._send import CLOSED, RUNNING, STOPPED, Failed, Send, TimedOut, Why
-from ._send import NOT_BEGUN as UNBEGUN
-from ._send import SKIPPED as GONE
+from ._send import Failed, Mark, Send, TimedOut, Why
 
+# A slot's outcome as monitors see it (``CallEvent.outcome``): a string, made
+# from a ``Send``'s state for the slot (a ``Mark``, or a result or failure) by
+# :func:`outcome`.
 RESULT = "result"
 EXCEPTION = "exception"
 TIMED_OUT = "timed out"
@@ -76,7 +77,10 @@ class Monitor(Protocol):
         """The send ended, after every ``call_ended``."""
 
 
-Bound = tuple[tuple[object, Any], ...]
+#: Per hook, ``(monitor, hook's name, what the monitor gave for it)``.  The
+#: name is the hook's, kept here: what a monitor gives may be any callable
+#: (a ``functools.partial``, a callable object) and need have no ``__name__``.
+Bound = tuple[tuple[object, str, Any], ...]
 
 
 def _hook(monitor: object, name: str) -> Any:
@@ -90,8 +94,8 @@ def _hook(monitor: object, name: str) -> Any:
 
 
 class Hooks:
-    """Per hook, ``((monitor, bound method), ...)`` of the monitors that
-    implement it; built once per install (see ``monitoring.install``)."""
+    """Per hook, ``((monitor, name, bound method), ...)`` of the monitors
+    that implement it; built once per install (see ``monitoring.install``)."""
 
     __slots__ = (*HOOKS, "calls")
 
@@ -104,27 +108,28 @@ class Hooks:
     def __init__(self, monitors: Sequence[object]) -> None:
         for name in HOOKS:
             found = ((m, _hook(m, name)) for m in monitors)
-            setattr(self, name, tuple((m, fn) for m, fn in found if fn is not None))
+            bound = tuple((m, name, fn) for m, fn in found if fn is not None)
+            setattr(self, name, bound)
         #: Whether any monitor sees calls: if not, no CallEvent is made.
         self.calls = bool(self.call_began or self.carrier or self.call_ended)
 
 
 def notify(hooks: Bound, event: object) -> None:
-    for m, fn in hooks:
+    for m, name, fn in hooks:
         try:
             fn(event)
         except Exception as err:
-            report(m, fn.__name__, err)
+            report(m, name, err)
 
 
 def _returned(hooks: Bound, event: object) -> Managed:
     """Call each hook; the ``(monitor, value)`` of those that returned one."""
     found: Managed = []
-    for m, fn in hooks:
+    for m, name, fn in hooks:
         try:
             value = fn(event)
         except Exception as err:
-            report(m, fn.__name__, err)
+            report(m, name, err)
         else:
             if value is not None:
                 found.append((m, value))
@@ -158,22 +163,17 @@ class SendEvent:
     )
 
     def __init__(
-        self,
-        hooks: Hooks,
-        signal: object,
-        entries: Sequence[Any],
-        sender: object,
-        executor: object,
-        deadline: float | None,
-        robust: bool,
+        self, hooks: Hooks, signal: object, entries: Sequence[Any], sender: object
     ) -> None:
         self.hooks = hooks
         self.signal = signal
         self._entries = entries
         self.sender = sender
-        self.executor = executor
-        self.deadline = deadline
-        self.robust = robust
+        #: Set by whoever starts reporting, before ``send_began``
+        #: (``monitoring.watch``/``watch_inline``).
+        self.executor: object = None
+        self.deadline: float | None = None
+        self.robust = False
         self.began = time.time_ns()
         n = len(entries)
         self._calls: list[CallEvent | None] = [None] * n
@@ -215,11 +215,11 @@ class SendEvent:
         call._thread = threading.current_thread()
         call.process = pid[0]
         managers: Managed | None = None
-        for m, fn in hooks.call_began:
+        for m, name, fn in hooks.call_began:
             try:
                 cm = fn(call)
             except Exception as err:
-                report(m, fn.__name__, err)
+                report(m, name, err)
                 continue
             if cm is not None:
                 if managers is None:
@@ -269,7 +269,7 @@ class SendEvent:
         """Slot ``i``, claimed, settled as ``out`` (``Send``'s outcome):
         ``call_ended``; ``finish`` waits for this to return."""
         try:
-            self.settle(i, outcome(out, by_deadline), getattr(out, "err", None))
+            self.report_end(i, outcome(out, by_deadline), getattr(out, "err", None))
         finally:
             with send.lock:
                 self._inflight -= 1
@@ -277,7 +277,8 @@ class SendEvent:
             if idle is not None:
                 idle.set()
 
-    def settle(self, i: int, what: str, err: BaseException | None = None) -> None:
+    def report_end(self, i: int, what: str, err: BaseException | None = None) -> None:
+        """``call_ended`` for slot ``i``, its outcome ``what``."""
         call = self._calls[i]
         if call is None:
             if not self.hooks.call_ended:
@@ -291,7 +292,7 @@ class SendEvent:
     def skip(self, i: int) -> None:
         """Unlocked inline send: slot ``i``'s receiver is gone."""
         self._done[i] = True
-        self.settle(i, SKIPPED)
+        self.report_end(i, SKIPPED)
 
     def returned(self, i: int, value: Any, err: BaseException | None) -> None:
         """Unlocked inline send: call ``i`` ended; ``call_ended``."""
@@ -303,11 +304,7 @@ class SendEvent:
         call.duration = (ended - (call.began or ended)) / 1e9
         call.result, call.error = value, err
         call.outcome = RESULT if err is None else EXCEPTION
-        for m, fn in self.hooks.call_ended:
-            try:
-                fn(call)
-            except Exception as exc:
-                report(m, fn.__name__, exc)
+        notify(self.hooks.call_ended, call)
 
     def finish(self, send: Send | None, error: BaseException | None) -> None:
         """Report every slot not reported yet (its outcome as the engine left
@@ -325,7 +322,7 @@ class SendEvent:
             if self._idle is not None:
                 self._idle.wait()
         for i, what in left:
-            self.settle(i, what)
+            self.report_end(i, what)
         self.ended = time.time_ns()
         notify(self.hooks.send_ended, self)
         # Each CallEvent holds its SendEvent: drop ours, so no cycle is left
@@ -345,13 +342,13 @@ def outcome(out: Any, closed_by_deadline: bool) -> str:
         return RESULT
     if isinstance(out, Failed):
         return EXCEPTION
-    if isinstance(out, TimedOut) or out is RUNNING:
-        return TIMED_OUT  # RUNNING at the send's end: still running
-    if out is GONE:
+    if isinstance(out, TimedOut) or out is Mark.RUNNING:
+        return TIMED_OUT  # running at the send's end: still running
+    if out is Mark.SKIPPED:
         return SKIPPED
-    if out is CLOSED or out is UNBEGUN:
+    if out is Mark.CLOSED or out is Mark.NOT_BEGUN:
         return TIMED_OUT if closed_by_deadline else NOT_BEGUN
-    assert out is STOPPED
+    assert out is Mark.STOPPED
     return TIMED_OUT if closed_by_deadline else EXCEPTION
 
 

@@ -116,19 +116,36 @@ def connected(
 # -- connect -------------------------------------------------------------------
 
 
+class Request:
+    """One connection a writer asks for, made in step 1 (outside the lock):
+    its lookup key, ``dispatch_uid``, the receiver's getter and strong hold
+    (``weak=False``, else ``None``), and whether the receiver is async.  What
+    :func:`connect_locked` connects, and (in a ``_replace.Wanted``) what
+    ``_replace.replace_locked`` publishes."""
+
+    __slots__ = ("get", "hold", "is_async", "key", "uid")
+
+    def __init__(
+        self, key: Any, uid: object, get: Getter, hold: object, is_async: bool
+    ) -> None:
+        self.key = key
+        self.uid = uid
+        self.get = get
+        self.hold = hold
+        self.is_async = is_async
+
+
 def connect_locked(
     signal: Signal,
-    key: Any,
-    get: Getter,
-    hold: object,
+    req: Request,
     sender: object,
-    is_async: bool,
-    uid: object,
     resolved: tuple[tuple[Any, ...], Entry | None] | None,
     released: list[object],
 ) -> bool:
-    """Connect; ``False`` if the uid bucket changed since ``resolved`` (the
-    caller resolves again, outside the lock)."""
+    """Connect ``req`` for ``sender`` (``None``: any); ``False`` if the uid
+    bucket changed since ``resolved`` (the caller resolves again, outside the
+    lock)."""
+    key, is_async = req.key, req.is_async
     while True:  # again if a nested write (a __del__) came first
         base = compacted_locked(signal, released)
         st = base.state
@@ -150,11 +167,12 @@ def connect_locked(
         else:
             sender_get = cur.sender_get
         cls = AsyncEntry if is_async else Entry
-        entry = cls(get, sender_get, st.seq, hold)
+        entry = cls(req.get, sender_get, st.seq, req.hold)
         one = (entry,)
         value: Any = entry
         if resolved is not None:
-            value = (*[p for p in resolved[0] if p[1] is not existing], (uid, entry))
+            kept = [p for p in resolved[0] if p[1] is not existing]
+            value = (*kept, (req.uid, entry))
         # The sender's route after this write: the entry alone, or a Route.
         new_route: Route | Entry | None = entry
         if cur is not None and stale is None:
@@ -355,10 +373,10 @@ def rebuilt(st: State) -> State:
                 fresh.index[key] = pairs
         elif value.is_live():
             fresh.index[key] = value
-    return settled(fresh, own)
+    return with_routes(fresh, own)
 
 
-def settled(fresh: State, own: dict[Any, list[Entry]]) -> State:
+def with_routes(fresh: State, own: dict[Any, list[Entry]]) -> State:
     """``fresh`` (its ``anylog`` filled) with a route for each sender's
     ``own`` entries (in connection order), and its counts."""
     for skey, entries in own.items():

@@ -1,19 +1,21 @@
 """Every connection at once: Django's ``receivers``, read and replaced.
 
 :func:`connections` lists what a snapshot sees (lock-free);
-:func:`replace_locked` publishes a whole new list under the writer lock, on
-the steps of a write in ``_registry.py``, with one difference: its
-commit publishes the new snapshot, and only then marks the entries it drops
-:data:`~concsignals._snapshot.DEAD` in a loop.  The collector may run a
-``__del__`` in that loop; a write it makes goes on top of the published
-snapshot, which holds none of the entries being marked, so nothing is lost.
+:func:`as_published_locked` republishes that in a fresh state (a forked
+child's repair, see ``_fork.py``); :func:`replace_locked` publishes a whole
+new list under the writer lock, on the steps of a write in ``_registry.py``,
+with one difference: its commit publishes the new snapshot, and only then
+marks the entries it drops :data:`~concsignals._snapshot.DEAD` in a loop.
+The collector may run a ``__del__`` in that loop; a write it makes goes on
+top of the published snapshot, which holds none of the entries being
+marked, so nothing is lost.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._registry import forget_deaths, is_bucket_key, settled, whole
+from ._registry import Request, forget_deaths, is_bucket_key, whole, with_routes
 from ._snapshot import DEAD, AsyncEntry, Entry, Getter, Snapshot, State
 
 if TYPE_CHECKING:
@@ -63,26 +65,17 @@ def _entry_seq(c: Connection) -> int:
 
 class Wanted:
     """One connection :func:`replace_locked` is to publish, made outside the
-    lock (getters made, ``dispatch_uid`` compared: see :func:`distinct`)."""
+    lock (getters made, ``dispatch_uid`` compared: see :func:`distinct`): a
+    connect's :class:`~concsignals._registry.Request`, its sender's getter
+    (``None``: any sender), and the entry it was read from."""
 
-    __slots__ = ("get", "hold", "is_async", "key", "origin", "sender_get", "uid")
+    __slots__ = ("origin", "request", "sender_get")
 
     def __init__(
-        self,
-        key: Any,
-        uid: object,
-        get: Getter,
-        sender_get: Getter | None,
-        hold: object,
-        is_async: bool,
-        origin: Entry | None,
+        self, request: Request, sender_get: Getter | None, origin: Entry | None
     ) -> None:
-        self.key = key
-        self.uid = uid
-        self.get = get
+        self.request = request
         self.sender_get = sender_get
-        self.hold = hold
-        self.is_async = is_async
         #: The entry it was read from (:func:`connections`), kept if still
         #: current.
         self.origin = origin
@@ -93,17 +86,20 @@ def distinct(wanted: list[Wanted]) -> list[Wanted]:
 
     Compares the uids of bucket keys (user ``==``): call it with no lock held.
     """
-    out: list[Wanted] = []
+    out: list[Request] = []
+    kept: list[Wanted] = []
     plain: set[Any] = set()
     for w in wanted:
-        if not is_bucket_key(w.key):
-            if w.key in plain:
+        r = w.request
+        if not is_bucket_key(r.key):
+            if r.key in plain:
                 continue
-            plain.add(w.key)
-        elif any(o.key == w.key and (o.uid is w.uid or o.uid == w.uid) for o in out):
+            plain.add(r.key)
+        elif any(o.key == r.key and (o.uid is r.uid or o.uid == r.uid) for o in out):
             continue
-        out.append(w)
-    return out
+        out.append(r)
+        kept.append(w)
+    return kept
 
 
 def replace_locked(
@@ -126,24 +122,24 @@ def replace_locked(
         kept: set[int] = set()
         last = -1
         for w in wanted:
-            entry = w.origin
-            if entry is None or entry.seq <= last or not _current(st, w, entry):
-                cls = AsyncEntry if w.is_async else Entry
-                entry = cls(w.get, w.sender_get, fresh.seq, w.hold)
+            r, entry = w.request, w.origin
+            if entry is None or entry.seq <= last or not _current(st, r.key, entry):
+                cls = AsyncEntry if r.is_async else Entry
+                entry = cls(r.get, w.sender_get, fresh.seq, r.hold)
                 fresh.seq += 1
                 if not entry.is_live():
                     continue  # its sender died meanwhile
             kept.add(id(entry))
             last = entry.seq
-            if w.key[-1] is None:
+            if r.key[-1] is None:
                 fresh.anylog.append(entry)
             else:
-                own.setdefault(w.key[-1], []).append(entry)
-            if is_bucket_key(w.key):
-                fresh.index[w.key] = (*fresh.index.get(w.key, ()), (w.uid, entry))
+                own.setdefault(r.key[-1], []).append(entry)
+            if is_bucket_key(r.key):
+                fresh.index[r.key] = (*fresh.index.get(r.key, ()), (r.uid, entry))
             else:
-                fresh.index[w.key] = entry
-        new = whole(settled(fresh, own))
+                fresh.index[r.key] = entry
+        new = whole(with_routes(fresh, own))
         dropped = [e for e in base.entries if id(e) not in kept and e.get is not DEAD]
         holds = [e.hold for e in dropped]
         if signal._snapshot is not base:
@@ -160,9 +156,26 @@ def replace_locked(
         return
 
 
-def _current(st: State, w: Wanted, entry: Entry) -> bool:
-    """Whether ``entry`` is connected in ``st`` under ``w.key``, and alive."""
-    value = st.index.get(w.key)
+def as_published_locked(signal: Signal, released: list[object]) -> None:
+    """Make the signal's state exactly what its published snapshot sees.
+
+    For a forked child (``_fork.py``): a writer of the parent may have been
+    lost between two stores of its commit, leaving the shared lists, index
+    and counts ahead of the snapshot, which the child's next write would
+    build on.  The published snapshot is whole; this republishes its live
+    connections, keeping their entries, in a fresh state.  O(entries held).
+    """
+    wanted = [
+        Wanted(Request(c.key, c.uid, c.entry.get, c.entry.hold, c.entry.is_async),
+               c.entry.sender_get, c.entry)
+        for c in connections(signal._snapshot)
+    ]  # fmt: skip
+    replace_locked(signal, wanted, released)
+
+
+def _current(st: State, key: Any, entry: Entry) -> bool:
+    """Whether ``entry`` is connected in ``st`` under ``key``, and alive."""
+    value = st.index.get(key)
     if type(value) is tuple:
         return any(p[1] is entry for p in value) and entry.is_live()
     return value is entry and entry.is_live()

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _inline, _threads, executors, monitoring
 from ._send import Responses, Send, Why
+from ._snapshot import any_live_async
 
 if TYPE_CHECKING:
     from concurrent.futures import Executor, Future
@@ -42,7 +43,7 @@ def watched(send: Send, executor: Executor | None) -> Responses:
 
 
 def unwatched(send: Send, executor: Executor | None) -> Responses:
-    if any(e.is_async for e in send.entries):
+    if any_live_async(send.entries):  # dead async ones need no loop
         from . import _async
 
         return _async.send_from_sync(send, executor)

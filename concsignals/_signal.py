@@ -39,7 +39,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from . import _fork, _inline, _registry, _run, monitoring
 from ._callables import accepts_kwargs, is_async_receiver
 from ._send import Send
-from ._snapshot import Entry, Receiver, Snapshot, empty, receiver_getter
+from ._snapshot import (
+    Entry,
+    Receiver,
+    Snapshot,
+    any_live_async,
+    empty,
+    receiver_getter,
+)
 from ._view import SignalView
 
 if TYPE_CHECKING:
@@ -121,16 +128,14 @@ class Signal:
         is_async = is_async_receiver(receiver)
         get, hold = receiver_getter(receiver, weak, self._notice)
         key = _registry.lookup_key(receiver, sender, dispatch_uid)
+        req = _registry.Request(key, dispatch_uid, get, hold, is_async)
         released: list[object] = []
         while True:  # again only if another writer changed this uid's bucket
             resolved = None
             if _registry.is_bucket_key(key):
                 resolved = _registry.resolve_uid(self, key, dispatch_uid)
             with self._lock:
-                done = _registry.connect_locked(
-                    self, key, get, hold, sender, is_async, dispatch_uid,
-                    resolved, released,
-                )  # fmt: skip
+                done = _registry.connect_locked(self, req, sender, resolved, released)
             if done:
                 return
         # ``released`` is dropped here, after the lock: see _registry.py
@@ -240,7 +245,7 @@ class Signal:
         entries = snap.lookup(sender)
         if not entries:
             return []
-        if self._executor is not None or snap.has_async:
+        if self._executor is not None or (snap.has_async and any_live_async(entries)):
             return _run.run(Send(self, entries, sender, named), self._executor)
         if _monitored:  # monitor: the inline loop, reporting as it goes
             return _inline.send_watched(self, entries, sender, named, False)

@@ -194,6 +194,17 @@ class AsyncEntry(Entry):
     is_async = True
 
 
+def any_live_async(entries: Sequence[Entry]) -> bool:
+    """Whether an async receiver of ``entries`` is still connected and alive.
+
+    What decides that a sync send needs an event loop.  A snapshot's
+    ``has_async`` and a cached tuple of entries keep a dead or disconnected
+    async entry until compaction; its ``get()`` is ``None`` for good, so once
+    this is false it stays false for that tuple.
+    """
+    return any(e.is_async and e.get() is not None for e in entries)
+
+
 class Route:
     """The entries of a sender with more than one connection of its own
     (append-only), and its merged-tuple cache."""

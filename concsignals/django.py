@@ -188,9 +188,8 @@ class Signal(_signal.Signal):
             if sender is None:
                 return None
             sender_get = sender_getter(sender, self._notice)
-        return _replace.Wanted(
-            conn.key, conn.uid, get, sender_get, hold, is_async, origin
-        )
+        want = _registry.Request(conn.key, conn.uid, get, hold, is_async)
+        return _replace.Wanted(want, sender_get, origin)
 
     # -- connecting ---------------------------------------------------------------
 

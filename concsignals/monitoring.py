@@ -77,6 +77,7 @@ from ._monitor_events import (
     SendEvent,
     notify,
 )
+from ._send import describe
 from .executors import SignalRef
 
 if TYPE_CHECKING:
@@ -174,15 +175,8 @@ def watch(send: Send, executor: object) -> SendEvent | None:
     hooks = _hooks
     if hooks is None:
         return None
-    w = SendEvent(
-        hooks,
-        send.signal,
-        send.entries,
-        send.sender,
-        executor,
-        send.deadline,
-        send.robust,
-    )
+    w = SendEvent(hooks, send.signal, send.entries, send.sender)
+    w.executor, w.deadline, w.robust = executor, send.deadline, send.robust
     send.watch = w
     notify(hooks.send_began, w)
     return w
@@ -195,7 +189,8 @@ def watch_inline(
     hooks = _hooks
     if hooks is None:
         return None
-    w = SendEvent(hooks, signal, entries, sender, None, None, robust)
+    w = SendEvent(hooks, signal, entries, sender)
+    w.robust = robust
     notify(hooks.send_began, w)
     return w
 
@@ -263,7 +258,7 @@ class _SlowWarner:
 
         logging.getLogger("concsignals").warning(
             "Slow receiver %s of %s: %.3f s (threshold %.3f s) on %s",
-            _describe(call.receiver),
+            describe(call.receiver),
             SignalRef.of(call.send.signal),
             call.duration,
             limit,
@@ -275,8 +270,3 @@ class _SlowWarner:
 
 
 _slow_warner = _SlowWarner()
-
-
-def _describe(receiver: object) -> str:
-    name = getattr(receiver, "__qualname__", None)
-    return name if isinstance(name, str) else repr(receiver)

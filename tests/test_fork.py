@@ -10,6 +10,7 @@ it.  The preload-and-fork server is in ``test_gunicorn.py``.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import multiprocessing
 import os
 import pickle
@@ -323,3 +324,106 @@ def test_a_child_forked_while_the_owned_pool_is_being_made_can_submit() -> None:
         release.set()
         maker.join(10)
     assert results(submitted) == [42]
+
+
+# -- a fork between two stores of a commit (only under a Python-level tracer) --
+
+
+#: A write, the function whose commit it runs, and what is connected first.
+WRITES: dict[str, tuple[str, Callable[[Signal], Any], list[Any]]] = {
+    "connect": ("connect_locked", lambda sig: sig.connect(churner), [answer]),
+    "disconnect": (
+        "disconnect_locked",
+        lambda sig: sig.disconnect(churner),
+        [answer, churner],
+    ),
+}
+
+
+def _traced(code: Any, local: Callable[..., Any]) -> Callable[..., Any]:
+    """A ``sys.settrace`` function tracing only frames of ``code``."""
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        return local if frame.f_code is code else None
+
+    return tracer
+
+
+def _commit_lines(write: str) -> list[int]:
+    """The lines of ``write``'s commit, in the order it runs them (found by
+    tracing one write on a signal of its own)."""
+    from concsignals import _registry
+
+    name, do, first = WRITES[write]
+    code = getattr(_registry, name).__code__
+    ran: list[int] = []
+
+    def local(frame: Any, event: str, arg: Any) -> Any:
+        if event == "line" and frame.f_lineno not in ran:
+            ran.append(frame.f_lineno)
+        return local
+
+    sig = Signal()
+    for r in first:
+        sig.connect(r)
+    before = sys.gettrace()  # coverage's, say: given back after
+    sys.settrace(_traced(code, local))
+    try:
+        do(sig)
+    finally:
+        sys.settrace(before)
+    src = [line.strip() for line in inspect.getsource(code).splitlines()]
+    begin = code.co_firstlineno + next(
+        i for i, t in enumerate(src) if t.startswith("# -- commit")
+    )
+    end = code.co_firstlineno + next(
+        i for i, t in enumerate(src) if t.startswith("# -- committed")
+    )
+    return [n for n in ran if begin < n < end]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    ("write", "at"),
+    [(w, at) for w in WRITES for at in range(len(_commit_lines(w)))],
+)
+def test_a_child_forked_mid_commit_under_a_tracer_can_write(
+    write: str, at: int
+) -> None:
+    """A tracer (coverage, a debugger: ``sys.settrace``) runs Python code
+    between two lines of a commit, so another thread may fork there, before
+    any line of the commit (``at``): the child's sends and writes still see
+    the connections of one moment, the lost write's entirely or not at all."""
+    from concsignals import _registry
+
+    name, do, first = WRITES[write]
+    sig = Signal()
+    for r in first:
+        sig.connect(r)
+    code = getattr(_registry, name).__code__
+    line = _commit_lines(write)[at]
+    paused, forked = threading.Event(), threading.Event()
+
+    def local(frame: Any, event: str, arg: Any) -> Any:
+        if event == "line" and frame.f_lineno == line:
+            paused.set()
+            forked.wait(CHILD_DEADLINE)
+        return local
+
+    def writer() -> None:
+        before = sys.gettrace()
+        sys.settrace(_traced(code, local))
+        try:
+            do(sig)
+        finally:
+            sys.settrace(before)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        assert paused.wait(10), f"line {line} not reached"
+        sent = in_child(child_writes(sig))
+    finally:
+        forked.set()
+        thread.join(10)
+    assert sent in ([42, "late"], [42, "churner", "late"]), sent

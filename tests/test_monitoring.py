@@ -3,17 +3,19 @@ that raise; slow-receiver warnings; nothing left installed."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import gc
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from concsignals import Signal, _carriers, _monitor_events, monitoring
-from tests.backends import Backend
+from tests.backends import Backend, process_pool, thread_pool
 from tests.receivers import Fail, Reply, Shop, WaitForFile, kills
 
 
@@ -300,6 +302,91 @@ def test_a_monitor_that_raises_never_breaks_a_send(
     assert recorder.outcomes(sig).count("exception") == 3
 
 
+def _fail(hook: str, event: object) -> None:
+    raise RuntimeError(f"broken monitor in {hook}")
+
+
+class FailsIn:
+    """A callable object (no ``__name__``) that raises."""
+
+    def __init__(self, hook: str) -> None:
+        self.hook = hook
+
+    def __call__(self, event: object) -> None:
+        _fail(self.hook, event)
+
+
+class BrokenPartialMethods:
+    """Each hook a ``functools.partialmethod``: reading it gives a
+    ``functools.partial``, which has no ``__name__``."""
+
+    def _fail(self, hook: str, event: object) -> None:
+        _fail(hook, event)
+
+    send_began = functools.partialmethod(_fail, "send_began")
+    call_began = functools.partialmethod(_fail, "call_began")
+    carrier = functools.partialmethod(_fail, "carrier")
+    call_ended = functools.partialmethod(_fail, "call_ended")
+    send_ended = functools.partialmethod(_fail, "send_ended")
+
+
+class BrokenAttributes:
+    """Each hook an attribute of the monitor: a ``functools.partial`` or a
+    callable object."""
+
+    def __init__(self, make: Callable[[str], Callable[[object], None]]) -> None:
+        for hook in _monitor_events.HOOKS:
+            setattr(self, hook, make(hook))
+
+
+BROKEN_KINDS: dict[str, Callable[[], object]] = {
+    "partialmethod": BrokenPartialMethods,
+    "partial": lambda: BrokenAttributes(lambda h: functools.partial(_fail, h)),
+    "callable-object": lambda: BrokenAttributes(FailsIn),
+}
+
+
+def _send_on(path: str, request: pytest.FixtureRequest, sig: Signal) -> Any:
+    """One send of ``sig`` on ``path``."""
+    if path == "inline":
+        return sig.send(Shop)
+    if path == "inline+deadline":
+        return sig.using(None, timeout=60).send(Shop)
+    if path == "asend":
+        return asyncio.run(sig.asend(Shop))
+    pool = thread_pool(request, 2) if path == "threads" else process_pool(request, 2)
+    return sig.using(pool).send(Shop)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", list(BROKEN_KINDS))
+@pytest.mark.parametrize(
+    "path", ["inline", "inline+deadline", "threads", "processes", "asend"]
+)
+def test_a_monitor_whose_hooks_have_no_name_never_breaks_a_send(
+    kind: str, path: str, request: pytest.FixtureRequest
+) -> None:
+    """A hook need not be a function: a ``partialmethod``, a ``partial`` or a
+    callable object that raises is logged once, under the hook's name, and
+    the send's results are those of an unmonitored send."""
+    sig = Signal()
+    a, b = Reply("a"), Reply("b")
+    sig.connect(a)
+    sig.connect(b)
+    broken = BROKEN_KINDS[kind]()
+    logger = logging.getLogger("concsignals")
+    counter = CountMonitorErrors()
+    logger.addHandler(counter)
+    monitoring.install(broken)
+    try:
+        for _ in range(2):
+            assert [v for _, v in _send_on(path, request, sig)] == ["a", "b"]
+    finally:
+        monitoring.uninstall(broken)
+        logger.removeHandler(counter)
+    assert counter.messages == ["send_began: broken monitor in send_began"]
+
+
 class CountMonitorErrors(logging.Handler):
     """Counts the monitor errors logged, keeping no record (a record keeps
     its monitor alive through its arguments and traceback)."""
@@ -307,9 +394,14 @@ class CountMonitorErrors(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.ERROR)
         self.count = 0
+        #: The errors logged (as text: no record is kept).
+        self.messages: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.count += "Monitor" in record.getMessage()
+        if "Monitor" in record.getMessage():
+            self.count += 1
+            if isinstance(record.args, tuple):  # (monitor, where, error)
+                self.messages.append(f"{record.args[1]}: {record.args[2]}")
 
 
 def test_a_broken_monitor_at_a_dead_ones_address_is_logged_too() -> None:

@@ -47,12 +47,10 @@ def keep(conns: list[_replace.Connection]) -> list[_replace.Wanted]:
     """Each connection asked for again, as read (so its entry may be kept)."""
     return [
         _replace.Wanted(
-            c.key,
-            c.uid,
-            c.entry.get,
+            _registry.Request(
+                c.key, c.uid, c.entry.get, c.entry.hold, c.entry.is_async
+            ),
             c.entry.sender_get,
-            c.entry.hold,
-            c.entry.is_async,
             c.entry,
         )
         for c in conns
@@ -69,7 +67,7 @@ def fresh(
     get, hold = receiver_getter(receiver, weak, signal._notice)
     sget = None if sender is None else sender_getter(sender, signal._notice)
     key = _registry.lookup_key(receiver, sender, uid)
-    return _replace.Wanted(key, uid, get, sget, hold, False, None)
+    return _replace.Wanted(_registry.Request(key, uid, get, hold, False), sget, None)
 
 
 # -- connections ---------------------------------------------------------------
@@ -267,7 +265,7 @@ def asked(sig: Signal, receiver: Any, get: Any = None) -> _replace.Wanted:
     if get is None:
         get, _ = receiver_getter(receiver, True, sig._notice)
     key = _registry.lookup_key(receiver, None, None)
-    return _replace.Wanted(key, None, get, None, None, False, None)
+    return _replace.Wanted(_registry.Request(key, None, get, None, False), None, None)
 
 
 def test_a_replacement_is_redone_on_top_of_a_write_nested_inside_it() -> None:

@@ -152,9 +152,18 @@ MUTANTS: list[Mutant] = [
         name="fork-reinitialises-locks",
         promise="9. after fork() every signal can be written to in the child",
         file="concsignals/_fork.py",
-        old="            signal._lock = threading.RLock()\n",
-        new="            pass\n",
+        old="        signal._lock = threading.RLock()\n",
+        new="        pass\n",
         tests=("tests/test_fork.py", "-k", "writer_holds_the_lock"),
+    ),
+    Mutant(
+        name="fork-republishes-state",
+        promise="9. a child forked between two stores of a commit (under a "
+        "tracer) sees the connections of one moment, and writes",
+        file="concsignals/_fork.py",
+        old="            _replace.as_published_locked(signal, released)\n",
+        new="            pass\n",
+        tests=("tests/test_fork.py", "-k", "mid_commit"),
     ),
     Mutant(
         name="fork-drops-owned-pool",
