@@ -262,8 +262,7 @@ class Clock:
         self.now += 10_000.0
 
 
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+def patch_clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     """A :class:`Clock` read by every module that reads deadlines."""
     from concsignals import _pickled, _send, _threads
 
@@ -271,6 +270,11 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     for module in (_send, _threads, _pickled):
         monkeypatch.setattr(module, "monotonic", tick)
     return tick
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    return patch_clock(monkeypatch)
 
 
 class SlowHandOff(Executor):
