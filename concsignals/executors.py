@@ -55,14 +55,16 @@ Nested sends
     A receiver running on an in-process executor may send through the same
     executor, even one of a single worker that is busy: a sender that is one of
     the executor's workers (``running_on``: the job wrapper concsignals
-    submits marks it) submits its calls as usual, then runs in its own thread
-    every call that no free worker has taken yet, in connection order, and
-    waits only for calls that are already running.  The deadline holds there
-    as inline: checked before and after each such call.  A sender the mark
-    cannot vouch for (work a user submitted to the pool directly, an executor
-    concsignals cannot see into) does the same once none of its calls began
-    for ``_threads.PATIENCE`` seconds.  ``submit`` made from a marked thread
-    runs the send before it returns.
+    submits marks it; or a thread concsignals ran a job of that executor on)
+    submits its calls as usual, then runs in its own thread every call that
+    no free worker has taken yet, in connection order, and waits only for
+    calls that are already running.  The deadline holds there as inline:
+    checked before and after each such call.  A sender known to be no worker
+    of it (the main thread, the owned pool's workers) only waits.  A sender
+    concsignals knows nothing of (work a user submitted to the pool directly)
+    runs queued calls itself once none of them began for
+    ``_threads.PATIENCE`` seconds (see ``_threads.py``).  ``submit`` made from
+    a marked thread runs the send before it returns.
 
 This module also owns the one executor concsignals creates itself: the thread
 pool on which ``submit`` runs sends that have no executor (:func:`owned_pool`).
@@ -133,8 +135,8 @@ def running_on(executor: Executor) -> bool:
 
     A send made there must not wait for a free worker of ``executor``: there
     may be none, ever.  Work a user put on the pool directly is not marked;
-    for it, a send falls back on running queued calls itself when none of
-    them began for a while (see ``_threads.py``).  Safe from any thread.
+    ``_threads.worker_of`` tells what else is known of the thread.  Safe from
+    any thread.
     """
     return any(pool is executor for pool in on_pools.get())
 
@@ -166,8 +168,29 @@ def owned_pool() -> ThreadPoolExecutor:
             from concurrent.futures import ThreadPoolExecutor
 
             # As many workers as ThreadPoolExecutor's default.
-            _owned = ThreadPoolExecutor(thread_name_prefix="concsignals")
+            _owned = ThreadPoolExecutor(
+                thread_name_prefix="concsignals", initializer=_owned_worker_starts
+            )
         return _owned
+
+
+#: ``yes`` is set in each worker thread of the owned pool as it starts: such
+#: a thread is a worker of no other pool (see ``_threads.worker_of``).
+_owned_thread = threading.local()
+
+
+def _owned_worker_starts() -> None:
+    _owned_thread.yes = True
+
+
+def on_owned_worker() -> bool:
+    """Whether this thread is a worker of the pool concsignals owns."""
+    return getattr(_owned_thread, "yes", False)
+
+
+def is_owned(executor: Executor) -> bool:
+    """Whether ``executor`` is the pool concsignals owns."""
+    return executor is _owned
 
 
 def reset_owned_after_fork() -> None:

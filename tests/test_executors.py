@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from concsignals import Signal, SignalRef, _run, _threads, executors
+from concsignals import Signal, SignalRef, _run, _threads, executors, monitoring
 from tests.receivers import (
     Carried,
     Fail,
@@ -34,6 +34,7 @@ from tests.receivers import (
     announced,
     where,
 )
+from tests.test_gate import Clock, patch_clock
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id")
 
@@ -43,6 +44,12 @@ def pool() -> Any:
     p = ThreadPoolExecutor(4, thread_name_prefix="test-pool")
     yield p
     p.shutdown(wait=False, cancel_futures=True)  # a failed test must not hang
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """The deadlines' clock, standing still until the test moves it."""
+    return patch_clock(monkeypatch)
 
 
 @pytest.fixture
@@ -381,18 +388,23 @@ def test_a_receiver_not_started_by_the_deadline_never_runs(
     assert called == []
 
 
-def test_inline_with_a_deadline() -> None:
+def test_inline_with_a_deadline(clock: Clock) -> None:
     """``using(None, timeout=t)``: inline; the deadline is checked around each
     call; a call that overruns it is reported as timed out (it cannot be
-    interrupted), and later receivers are not called."""
+    interrupted), and later receivers are not called.  The second receiver
+    passes the deadline (on the test clock) while it runs."""
     sig = Signal()
     called: list[str] = []
 
     def record(**kw: Any) -> None:
         called.append("record")
 
+    def slow(**kw: Any) -> None:
+        clock.pass_deadlines()
+        raise ValueError("late")
+
     sig.connect(fast := Reply("fast"))
-    sig.connect(slow := Fail("late", delay=0.2))
+    sig.connect(slow)
     sig.connect(record)
     result = sig.using(None, timeout=0.1).send_robust(Shop)
     assert result[0] == (fast, "fast")
@@ -544,14 +556,37 @@ def test_submit_once_the_owned_pool_is_shut_down_runs_in_the_callers_thread(
 
 
 @pytest.mark.timeout(20)
-def test_submit_through_a_pool_with_a_timeout(pool: ThreadPoolExecutor) -> None:
+def test_submit_through_a_pool_with_a_timeout(
+    pool: ThreadPoolExecutor, clock: Clock
+) -> None:
+    """The second call ends; then the deadline passes (on the test clock)
+    while the first still runs: the first timed out, the second did not."""
+    second_ended, go = threading.Event(), threading.Event()
+
+    class SecondEnded:  # a monitor
+        def call_ended(self, call: Any) -> None:
+            if call.index == 1:
+                second_ended.set()
+
+    def slow(**kw: Any) -> str:
+        assert go.wait(10)
+        return "slow"
+
     sig = Signal()
-    sig.connect(slow := Reply("slow", delay=0.5))
+    sig.connect(slow)
     sig.connect(fast := Reply("fast"))
-    result = sig.using(pool, timeout=0.1).submit(Shop).result(timeout=10)
+    monitoring.install(monitor := SecondEnded())
+    try:
+        fut = sig.using(pool, timeout=10).submit(Shop)
+        assert second_ended.wait(10)
+        clock.pass_deadlines()
+        go.set()
+        result = fut.result(timeout=10)
+    finally:
+        go.set()
+        monitoring.uninstall(monitor)
     assert result[1] == (fast, "fast")
     assert isinstance(result[0][1], TimeoutError)
-    del slow
 
 
 @pytest.mark.timeout(20)

@@ -42,11 +42,13 @@ class HeldPool(ThreadPoolExecutor):
         self.taken = threading.Event()
         self.release = threading.Event()
         self.held: list[Future[Any]] = []
+        self.futures: list[Future[Any]] = []  # of every submit, in order
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kw: Any) -> Future[T]:
         index, self.submits = self.submits, self.submits + 1
         if index != self.hold:
-            return super().submit(fn, *args, **kw)
+            self.futures.append(fut := super().submit(fn, *args, **kw))
+            return fut
 
         def held() -> T:
             self.taken.set()
@@ -55,6 +57,7 @@ class HeldPool(ThreadPoolExecutor):
 
         fut = super().submit(held)
         self.held.append(fut)  # type: ignore[arg-type]
+        self.futures.append(fut)  # type: ignore[arg-type]
         return fut
 
     def finish(self) -> None:
@@ -103,8 +106,10 @@ def test_a_job_taken_before_a_failure_closed_the_send_never_begins(
 
 @pytest.mark.timeout(30)
 def test_a_job_taken_before_the_deadline_never_begins_after_it(
-    held: HeldPool,
+    held: HeldPool, clock: Clock
 ) -> None:
+    """The first call ends; the victim's job is taken; then the deadline
+    passes (on the test clock), and only then is the job let go."""
     called: list[str] = []
     sig = Signal()
     sig.connect(first := Reply("first"))
@@ -114,8 +119,15 @@ def test_a_job_taken_before_the_deadline_never_begins_after_it(
         return "victim"
 
     sig.connect(victim)
-    result = sig.using(held, timeout=0.2).send_robust(Shop)
-    assert held.taken.is_set()
+
+    def deadline_passes() -> None:
+        assert held.taken.wait(10)
+        held.futures[0].result(timeout=10)  # the first call has ended
+        clock.pass_deadlines()
+        held.release.set()
+
+    threading.Thread(target=deadline_passes).start()
+    result = sig.using(held, timeout=20).send_robust(Shop)
     held.finish()
     assert called == []
     assert result[0] == (first, "first")
@@ -234,26 +246,57 @@ def test_cancelling_a_submit_future_without_an_executor_stops_later_calls(
     assert called == []
 
 
-class SlowHandOff(Executor):
-    """Hands calls to ``inner``; the first hand-off takes ``pause`` seconds."""
+class Clock:
+    """The deadlines' clock, for tests: it stands still until the test moves
+    it (:meth:`pass_deadlines`), so no deadline passes before the events a
+    test orders before it, however slow the machine.  Waits still last real
+    time: a wait "until the deadline" lasts the send's ``timeout``."""
 
-    def __init__(self, inner: Executor, pause: float) -> None:
+    def __init__(self) -> None:
+        self.now = time.monotonic()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def pass_deadlines(self) -> None:
+        self.now += 10_000.0
+
+
+def patch_clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """A :class:`Clock` read by every module that reads deadlines."""
+    from concsignals import _pickled, _send, _threads
+
+    tick = Clock()
+    for module in (_send, _threads, _pickled):
+        monkeypatch.setattr(module, "monotonic", tick)
+    return tick
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    return patch_clock(monkeypatch)
+
+
+class SlowHandOff(Executor):
+    """Hands calls to ``inner``; the deadline passes during the first hand-off."""
+
+    def __init__(self, inner: Executor, clock: Clock) -> None:
         self.inner = inner
-        self.pause = pause
+        self.clock = clock
         self.submits = 0
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kw: Any) -> Future[T]:
         self.submits += 1
         if self.submits == 1:
-            time.sleep(self.pause)  # certainly past the deadline: 0.5 > 0.1
+            self.clock.pass_deadlines()
         return self.inner.submit(fn, *args, **kw)
 
 
 @pytest.mark.timeout(60)
 def test_no_call_is_handed_over_once_the_deadline_passed(
-    process_pool: Executor,
+    process_pool: Executor, clock: Clock
 ) -> None:
-    slow = SlowHandOff(process_pool, pause=0.5)
+    slow = SlowHandOff(process_pool, clock)
     sig = Signal()
     sig.connect(a := Reply("a"))
     sig.connect(b := Reply("b"))
@@ -282,18 +325,24 @@ class Parked(ProcessPoolExecutor):
     never ran), but starts no process: the jobs listed in ``run`` run at once
     in the caller's thread, and the others are *parked*: their Futures stay
     pending, as calls queued behind busy workers do, until the send cancels
-    them or the test ends them (:meth:`fail`)."""
+    them or the test ends them (:meth:`fail`, :meth:`end`).  Tests order
+    those ends by events of the send, never by time: :meth:`at` runs a step
+    right after a given call was handed over, :meth:`on_cancel` when the
+    send cancels a given parked call."""
 
     def __init__(self, run: set[int], quiet: bool = False) -> None:
         super().__init__(1)
         self.run = run
         self.quiet = quiet
         self.submits = 0
-        self.parked: list[Future[Any]] = []
+        self.parked: list[ParkedFuture] = []
+        self.steps: dict[int, list[Callable[[], object]]] = {}
+        self.cancelling: dict[int, list[Callable[[], object]]] = {}
+        self.waited: dict[int, list[Callable[[], object]]] = {}
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kw: Any) -> Future[T]:
         index, self.submits = self.submits, self.submits + 1
-        fut: Future[T] = Quiet() if self.quiet else Future()
+        fut = Quiet() if self.quiet else ParkedFuture()
         if index in self.run:
             fut.set_running_or_notify_cancel()
             try:
@@ -301,36 +350,88 @@ class Parked(ProcessPoolExecutor):
             except BaseException as err:
                 fut.set_exception(err)
         else:
-            self.parked.append(fut)  # type: ignore[arg-type]
+            fut.cancelling = self.cancelling.get(len(self.parked), [])
+            fut.waited = self.waited.get(len(self.parked), [])
+            self.parked.append(fut)
+        for step in self.steps.pop(index, ()):
+            step()
         return fut
 
-    def fail(self, k: int, err: BaseException, after: float) -> None:
-        """In ``after`` seconds, the ``k``-th parked job raises ``err``."""
-        self.end(k, after, err=err)
+    def at(self, index: int, step: Callable[[], object]) -> None:
+        """Run ``step`` once the ``index``-th call has been handed over (in
+        the sender's thread, before its ``submit`` returns)."""
+        self.steps.setdefault(index, []).append(step)
 
-    def end(
-        self, k: int, after: float, value: Any = None, err: BaseException | None = None
-    ) -> None:
-        """In ``after`` seconds, the ``k``-th parked job returns or raises."""
+    def on_cancel(self, k: int, step: Callable[[], object]) -> None:
+        """Run ``step`` when the send cancels the ``k``-th parked call."""
+        self.cancelling.setdefault(k, []).append(step)
 
-        def later() -> None:
-            fut = self.parked[k]
-            if fut.set_running_or_notify_cancel():
-                if err is None:
-                    fut.set_result(value)
-                else:
-                    fut.set_exception(err)
+    def when_waited(self, k: int, step: Callable[[], object]) -> None:
+        """Run ``step`` when a thread starts waiting for the ``k``-th parked
+        call (the waiting thread holds the Future's lock then: a step that
+        ends it must do so :func:`in_a_thread`)."""
+        self.waited.setdefault(k, []).append(step)
 
-        threading.Timer(after, later).start()
+    def fail(self, k: int, err: BaseException) -> None:
+        """The ``k``-th parked call raises ``err`` now."""
+        self.end(k, err=err)
+
+    def end(self, k: int, value: Any = None, err: BaseException | None = None) -> None:
+        """The ``k``-th parked call returns ``value`` (or raises ``err``) now."""
+        fut = self.parked[k]
+        assert fut.set_running_or_notify_cancel(), f"parked call {k} was cancelled"
+        if err is None:
+            fut.set_result(value)
+        else:
+            fut.set_exception(err)
 
 
-class Quiet(Future[Any]):
+class ParkedFuture(Future[Any]):
+    """A parked call's Future; ``cancelling``: steps run when the send cancels
+    it, before its cancellation is recorded; ``waited``: steps run when a
+    thread starts waiting for it (``concurrent.futures.wait``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cancelling: list[Callable[[], object]] = []
+        self.waited: list[Callable[[], object]] = []
+        self._waiters = Waiters(self)  # how concurrent.futures.wait waits
+
+    def cancel(self) -> bool:
+        if not self.done():  # parked: the steps come first, then its callbacks
+            for step in self.cancelling:
+                step()
+        return super().cancel()
+
+
+class Waiters(list[Any]):
+    """A Future's list of waiters that runs the Future's ``waited`` steps
+    (once) when the first waiter is added."""
+
+    def __init__(self, fut: ParkedFuture) -> None:
+        super().__init__()
+        self.fut = fut
+
+    def append(self, waiter: Any) -> None:
+        super().append(waiter)
+        steps, self.fut.waited = self.fut.waited, []
+        for step in steps:
+            step()
+
+
+class Quiet(ParkedFuture):
     """A Future that never runs its done-callbacks: the sender sees it done
     before any callback could record its outcome (a callback may run late,
     on the thread that completed it)."""
 
     def add_done_callback(self, fn: Callable[[Future[Any]], object]) -> None:
         pass
+
+
+def in_a_thread(step: Callable[[], object]) -> Callable[[], None]:
+    """``step``, run in a new thread: it races the sender's next steps, for
+    tests whose outcome is the same whichever comes first."""
+    return lambda: threading.Thread(target=step).start()
 
 
 @pytest.fixture
@@ -348,16 +449,18 @@ def parked() -> Iterator[Callable[..., Parked]]:
 
 @pytest.mark.timeout(30)
 def test_handed_over_calls_cancelled_at_the_deadline_were_not_started(
-    parked: Callable[..., Parked],
+    parked: Callable[..., Parked], clock: Clock
 ) -> None:
+    """The parked calls never end: the send returns at its deadline (here,
+    when its wait of ``timeout`` seconds ends, the clock passes it) and
+    cancels them."""
     pool = parked({0})
+    pool.on_cancel(0, clock.pass_deadlines)
     sig = Signal()
     sig.connect(a := Reply("a"))
     sig.connect(b := Reply("b"))
     sig.connect(c := Reply("c"))
-    started = time.monotonic()
     result = sig.using(pool, timeout=0.2).send_robust(Shop)
-    assert time.monotonic() - started < 0.9  # at the deadline, not later
     assert [r for r, _ in result] == [a, b, c]
     assert result[0][1] == "a"
     for r, err in result[1:]:
@@ -375,7 +478,7 @@ def test_handed_over_calls_cancelled_after_a_failure_drop_out(
     the send closes and cancels them; never begun, they are no part of the
     outcome (no note on the error, no time-out)."""
     pool = parked(set())
-    pool.fail(0, Boom("first"), after=0.1)
+    pool.at(2, in_a_thread(lambda: pool.fail(0, Boom("first"))))
     sig, _held = connected(Reply("a"), Reply("b"), Reply("c"))
     with pytest.raises(Boom, match="first") as caught:
         sig.using(pool, timeout=20).send(Shop)
@@ -385,16 +488,17 @@ def test_handed_over_calls_cancelled_after_a_failure_drop_out(
 
 @pytest.mark.timeout(30)
 def test_an_earlier_call_still_queued_at_the_deadline_wins_over_a_later_failure(
-    parked: Callable[..., Parked],
+    parked: Callable[..., Parked], clock: Clock
 ) -> None:
     """Call 1 fails (closing the send, which cancels call 2); call 0, earlier,
     is still queued at the deadline and is cancelled then: it timed out
     without starting, and as the earliest slot its time-out is raised."""
     pool = parked(set())
-    pool.fail(1, Boom("second"), after=0.05)
+    pool.at(2, lambda: pool.fail(1, Boom("second")))
+    pool.on_cancel(0, clock.pass_deadlines)  # the deadline passes only then
     sig, receivers = connected(Reply("a"), Reply("b"), Reply("c"))
     with pytest.raises(TimeoutError, match="was not started") as caught:
-        sig.using(pool, timeout=0.5).send(Shop)
+        sig.using(pool, timeout=0.2).send(Shop)
     assert f"receiver {receivers[0]!r} was not started" in str(caught.value)
     notes = getattr(caught.value, "__notes__", [])
     assert len(notes) == 1 and "Boom: second" in notes[0]
@@ -439,11 +543,12 @@ def test_a_submit_closed_while_handing_over_cancels_what_it_handed(
 def test_a_robust_send_lets_the_calls_after_a_failure_run(
     parked: Callable[..., Parked],
 ) -> None:
-    """``send_robust`` on a process pool: a failure cancels nothing."""
+    """``send_robust`` on a process pool: a failure cancels nothing.  Call 0
+    fails while calls 1 and 2 are still queued; they end only once the
+    sender waits for them (a sender that cancelled them would not)."""
     pool = parked(set())
-    pool.fail(0, Boom("first"), after=0.05)
-    pool.end(1, 0.15, value="b")
-    pool.end(2, 0.15, value="c")
+    pool.at(2, lambda: pool.fail(0, Boom("first")))
+    pool.when_waited(1, in_a_thread(lambda: (pool.end(1, "b"), pool.end(2, "c"))))
     sig, receivers = connected(Reply("a"), Reply("b"), Reply("c"))
     result = sig.using(pool).send_robust(Shop)
     assert [r for r, _ in result] == receivers
@@ -459,7 +564,7 @@ def test_the_sender_cancels_the_queue_on_a_failure_its_callback_did_not_record(
     not closed yet): it closes the send and cancels the queued calls itself,
     rather than wait for them (here, forever: there is no deadline)."""
     pool = parked(set(), quiet=True)
-    pool.fail(0, Boom("first"), after=0.05)
+    pool.at(2, in_a_thread(lambda: pool.fail(0, Boom("first"))))
     sig, _held = connected(Reply("a"), Reply("b"), Reply("c"))
     with pytest.raises(Boom, match="first") as caught:
         sig.using(pool).send(Shop)
@@ -469,21 +574,23 @@ def test_the_sender_cancels_the_queue_on_a_failure_its_callback_did_not_record(
 
 @pytest.mark.timeout(30)
 def test_only_the_calls_after_the_earliest_failure_are_cancelled(
-    parked: Callable[..., Parked],
+    parked: Callable[..., Parked], clock: Clock
 ) -> None:
     """Call 2 fails while calls 0 and 1, earlier, still wait in the queue:
     only call 3 is cancelled then; 0 and 1 time out at the deadline (either
     could still have failed first)."""
     pool = parked(set())
-    pool.fail(2, Boom("third"), after=0.05)
+    pool.at(3, lambda: pool.fail(2, Boom("third")))
+    pool.on_cancel(0, clock.pass_deadlines)  # the deadline passes only then
     sig, receivers = connected(Reply("a"), Reply("b"), Reply("c"), Reply("d"))
     with pytest.raises(TimeoutError) as caught:
-        sig.using(pool, timeout=0.5).send(Shop)
+        sig.using(pool, timeout=0.2).send(Shop)
     assert f"receiver {receivers[0]!r} was not started" in str(caught.value)
     notes = getattr(caught.value, "__notes__", [])
     assert len(notes) == 2
     assert f"{receivers[1]!r} also failed" in notes[0] and "was not started" in notes[0]
     assert "Boom: third" in notes[1]
+    assert [f.cancelled() for f in pool.parked] == [True, True, False, True]
 
 
 # A receiver that dies while the send pickles: it is skipped, the rest go.

@@ -12,12 +12,14 @@ import itertools
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
-from concsignals import Signal
+from concsignals import Signal, _threads
+from tests.receivers import Reply
 
 now = time.perf_counter_ns
 
@@ -223,3 +225,107 @@ def test_many_threads_connecting_at_once_lose_no_connection():
     for w in range(4):  # each thread's own connections stay in its order
         mine = [t for t in tokens if t[0] == w]
         assert mine == sorted(mine)
+
+
+# -- where a send on a thread pool runs its calls (_threads.worker_of) ----------
+
+
+@pytest.mark.timeout(30)
+def test_a_send_from_a_users_job_on_its_saturated_pool_finishes_on_its_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The pool's only worker runs a job the user submitted, which sends
+    through that pool: no worker will ever take the calls.  concsignals ran
+    a job on that worker before, so it knows the sender is the pool's worker
+    and runs the calls itself at once (the time fallback is switched off)."""
+    monkeypatch.setattr(_threads, "PATIENCE", 600.0)
+    one = ThreadPoolExecutor(1)
+    sig = Signal()
+
+    def where(**kw: Any) -> threading.Thread:
+        return threading.current_thread()
+
+    sig.connect(where)
+    [(_, worker)] = sig.using(one).send(None)  # a job of concsignals ran there
+
+    def users_job() -> Any:
+        # The deadline only ends a send that never finishes (the test fails
+        # then, by its own limit), so that the stuck worker lets the process exit.
+        return sig.using(one, timeout=25).send(None)
+
+    try:
+        assert one.submit(users_job).result(timeout=20) == [(where, worker)]
+    finally:
+        one.shutdown(wait=False)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("how", ["send", "submit"])
+def test_an_ordinary_send_on_a_busy_pool_never_runs_its_calls_on_its_thread(
+    how: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The main thread, and ``submit()``'s thread of concsignals' own pool,
+    are no worker of a user's pool: they only wait, however long the pool
+    takes (the time fallback is made instant, so a sender that could steal
+    would).  Here the pool's only worker stays busy past the deadline: no
+    call begins at all, and none runs on the sender's thread."""
+    assert threading.current_thread() is threading.main_thread()
+    monkeypatch.setattr(_threads, "PATIENCE", 0.0)
+    one = ThreadPoolExecutor(1)
+    go = threading.Event()
+    one.submit(go.wait, 30)  # the only worker is busy
+    ran: list[threading.Thread] = []
+
+    def where(**kw: Any) -> None:
+        ran.append(threading.current_thread())
+
+    sig = Signal()
+    sig.connect(where)
+    view = sig.using(one, timeout=0.5)
+    try:
+        if how == "send":
+            result = view.send_robust(None)
+        else:
+            result = view.submit(None).result(timeout=20)
+    finally:
+        go.set()
+        one.shutdown()
+    assert ran == []
+    [(r, err)] = result
+    assert r is where
+    assert "was not started" in str(err)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("timeout", [None, 20.0])
+def test_an_interrupt_just_after_the_last_call_settled_does_not_hang_the_send(
+    monkeypatch: pytest.MonkeyPatch, timeout: float | None
+) -> None:
+    """The sender saw every call settle (its wait took the done lock) and a
+    ``KeyboardInterrupt`` arrives right then: the send raises it at once; it
+    must not wait for the done lock a second time (until the deadline, or
+    for ever)."""
+    real_wait = _threads.wait
+
+    def interrupted(*args: Any) -> None:
+        real_wait(*args)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_threads, "wait", interrupted)
+    sig = Signal()
+    sig.connect(r := Reply("r"))
+    pool = ThreadPoolExecutor(1)
+    outcome: list[str] = []
+
+    def sender() -> None:
+        try:
+            sig.using(pool, timeout=timeout).send(None)
+        except KeyboardInterrupt:
+            outcome.append("interrupted")
+
+    t = threading.Thread(target=sender, daemon=True)
+    t.start()
+    t.join(10)  # a hang detector: the send returns at once, or never
+    pool.shutdown(wait=False)
+    assert outcome == ["interrupted"]
+    del r

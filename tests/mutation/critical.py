@@ -141,6 +141,22 @@ MUTANTS: list[Mutant] = [
         ),
     ),
     Mutant(
+        name="known-worker-runs-its-calls",
+        promise="5. a send from a user's job on its own saturated pool finishes",
+        file="concsignals/_threads.py",
+        old="    if pools is not None and executor in pools:\n",
+        new="    if False:\n",
+        tests=("tests/test_threads.py", "-k", "saturated_pool"),
+    ),
+    Mutant(
+        name="interrupt-after-settled",
+        promise="8. an interrupted send returns once its begun calls ended",
+        file="concsignals/_threads.py",
+        old="        if send.on_settled is not None:\n",
+        new="        if True:\n",
+        tests=("tests/test_threads.py", "-k", "interrupt"),
+    ),
+    Mutant(
         name="owned-pool-nested-submit",
         promise="5. a submit() waited on inside the owned pool finishes",
         file="concsignals/_run.py",
