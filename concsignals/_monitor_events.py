@@ -36,7 +36,7 @@ from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from ._carriers import Managed, enter_all, report
-from ._send import CLOSED, RUNNING, STOPPED, Failed, Send, TimedOut, Why
+from ._send import CLOSED, RUNNING, STOPPED, Failed, Returned, Send, TimedOut, Why
 from ._send import NOT_BEGUN as UNBEGUN
 from ._send import SKIPPED as GONE
 
@@ -341,7 +341,7 @@ class SendEvent:
 
 def outcome(out: Any, closed_by_deadline: bool) -> str:
     """The monitors' name for a slot's state in a ``Send``."""
-    if type(out) is tuple:
+    if isinstance(out, Returned):
         return RESULT
     if isinstance(out, Failed):
         return EXCEPTION

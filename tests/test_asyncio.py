@@ -1590,32 +1590,48 @@ def test_a_cancelled_asend_waits_for_its_one_receivers_clean_up(asyncio_logs):
     run_clean(main)
 
 
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("ignores", [False, True], ids=["cleans-up", "ignores"])
 @pytest.mark.parametrize("method", ["asend", "asend_robust"])
-def test_at_the_deadline_asend_waits_for_its_cancelled_receivers_clean_up(
-    method, asyncio_logs
+def test_at_the_deadline_asend_returns_and_its_cancelled_task_ends_in_the_background(
+    method, ignores, asyncio_logs
 ):
+    """The deadline bounds ``asend`` (issue 21, item 5): a task still running
+    then is cancelled and abandoned, as a thread is, whether its clean-up is
+    slow or it ignores the cancellation.  It is held until it ends (not
+    garbage-collected mid-flight), and its end reaches the send."""
     sig = Signal()
     state: list[str] = []
 
-    async def cleans_up(sender: object, **kwargs: Any) -> None:
-        try:
-            await asyncio.sleep(10)
-        except asyncio.CancelledError:
-            await asyncio.sleep(0.1)
-            state.append("cleaned up")
-            raise
-
-    sig.connect(cleans_up)
-
     async def main() -> None:
+        release, ended = asyncio.Event(), asyncio.Event()
+
+        async def slow(sender: object, **kwargs: Any) -> str:
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                state.append("cancelled")
+                await release.wait()  # a clean-up that lasts until released
+                state.append("cleaned up")
+                if not ignores:
+                    raise
+            finally:
+                ended.set()
+            return "ignored the cancellation"
+
+        sig.connect(slow, weak=False)
         view = sig.using(None, timeout=0.1)
         if method == "asend":
-            with pytest.raises(TimeoutError):
+            with pytest.raises(TimeoutError, match="did not finish"):
                 await view.asend(sender=None)
         else:
             (result,) = await view.asend_robust(sender=None)
             assert isinstance(result[1], TimeoutError)
-        assert state == ["cleaned up"]
+        assert state == ["cancelled"]  # returned while the task cleans up
+        gc.collect()  # the abandoned task is held
+        release.set()
+        await ended.wait()
+        assert state == ["cancelled", "cleaned up"]
 
     run_clean(main)
 
