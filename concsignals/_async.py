@@ -121,7 +121,16 @@ def offload_default(job: Callable[[], T]) -> Awaitable[T]:
 class Waiter:
     """The loop's side of one send: its tasks and the future it awaits."""
 
-    __slots__ = ("jobs", "loop", "private", "settled", "tasks", "thread", "turns")
+    __slots__ = (
+        "jobs",
+        "loop",
+        "private",
+        "settled",
+        "starter",
+        "tasks",
+        "thread",
+        "turns",
+    )
 
     def __init__(self, send: Send) -> None:
         self.loop = asyncio.get_running_loop()
@@ -133,6 +142,8 @@ class Waiter:
         self.jobs: list[_threads.Job] = []
         #: Futures woken when a slot begins (see :meth:`turn`).
         self.turns: list[asyncio.Future[None]] = []
+        #: The task handing the calls over (``start``), if any.
+        self.starter: asyncio.Task[None] | None = None
         send.on_settled = self.wake
         send.on_close = self.stop
 
@@ -201,7 +212,10 @@ class Waiter:
             left = None if send.deadline is None else send.deadline - monotonic()
             if left is not None and left <= 0:
                 break
-            patience = _threads.PATIENCE if self.jobs and not send.closed else None
+            # Jobs may be queued behind this very thread's work; the starter
+            # may still add some.
+            may_steal = self.jobs or (self.starter and not self.starter.done())
+            patience = _threads.PATIENCE if may_steal and not send.closed else None
             if patience is not None and (left is None or patience < left):
                 left = patience
             await asyncio.wait({self.settled}, timeout=left)
@@ -362,6 +376,7 @@ async def run(
             await walk(send, waiter)
         else:
             starter = waiter.loop.create_task(start(send, waiter, executor))
+            waiter.starter = starter
             waiter.tasks.append(starter)  # cancelled, like the calls, at close
         await waiter.wait(send)
         if starter is not None and starter.done() and not starter.cancelled():
