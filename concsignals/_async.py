@@ -45,7 +45,7 @@ import contextlib
 import contextvars
 import inspect
 import threading
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import Executor
 from time import monotonic
 from types import CoroutineType
@@ -53,7 +53,7 @@ from typing import Any, TypeVar
 
 from . import _inline, _pickled, _threads, executors
 from ._carriers import exit_all
-from ._send import Responses, Send, Why, describe
+from ._send import NOT_BEGUN, Responses, Send, Why, describe
 
 T = TypeVar("T")
 
@@ -73,8 +73,15 @@ def _release(fut: asyncio.Future[Any]) -> None:
         fut.exception()
 
 
-async def call_async(send: Send, i: int) -> None:
-    """A task's body: the gate, the call, its outcome.  Never raises."""
+async def call_async(send: Send, i: int, waiter: Waiter | None = None) -> None:
+    """A task's body: its turn (``waiter``: once every earlier call began),
+    the gate, the call, its outcome.  Never raises."""
+    if waiter is not None:
+        try:
+            await waiter.turn(send, range(i))
+        except asyncio.CancelledError:  # never began: the send is closing
+            send.close(Why.CANCELLED)
+            return
     r = send.begin(i)
     if r is None:
         return
@@ -114,13 +121,29 @@ def offload_default(job: Callable[[], T]) -> Awaitable[T]:
 class Waiter:
     """The loop's side of one send: its tasks and the future it awaits."""
 
-    __slots__ = ("loop", "settled", "tasks", "thread")
+    __slots__ = (
+        "jobs",
+        "loop",
+        "private",
+        "settled",
+        "starter",
+        "tasks",
+        "thread",
+        "turns",
+    )
 
     def __init__(self, send: Send) -> None:
         self.loop = asyncio.get_running_loop()
         self.thread = threading.get_ident()
+        self.private = self.loop is getattr(_local, "loop", None)
         self.settled: asyncio.Future[None] = self.loop.create_future()
         self.tasks: list[asyncio.Task[None]] = []
+        #: Jobs handed to in-process executors (``_threads.start``).
+        self.jobs: list[_threads.Job] = []
+        #: Futures woken when a slot begins (see :meth:`turn`).
+        self.turns: list[asyncio.Future[None]] = []
+        #: The task handing the calls over (``start``), if any.
+        self.starter: asyncio.Task[None] | None = None
         send.on_settled = self.wake
         send.on_close = self.stop
 
@@ -151,54 +174,183 @@ class Waiter:
     def _cancel_tasks(self) -> None:
         for task in self.tasks:
             task.cancel()
+        self._next_turn()  # the closed send began its last slot
 
-    def task(self, send: Send, i: int) -> None:
+    # -- begins in connection order ---------------------------------------------
+
+    def began(self) -> None:  # any thread: ``Send.on_begin``
+        self._soon(self._next_turn)
+
+    def _next_turn(self) -> None:
+        turns, self.turns = self.turns, []
+        for fut in turns:
+            if not fut.done():
+                fut.set_result(None)
+
+    async def turn(self, send: Send, slots: Sequence[int]) -> None:
+        """Until every slot in ``slots`` has left ``NOT_BEGUN`` (begun,
+        skipped, or closed).  Each list item is read atomically; a slot that
+        begins after the check wakes :meth:`began`, on this loop."""
+        state = send.state
+        while any(state[j] is NOT_BEGUN for j in slots):
+            fut = self.loop.create_future()
+            self.turns.append(fut)
+            await fut
+
+    def task(self, send: Send, i: int, ordered: bool) -> None:
         # Held by ``tasks``: the awaiting coroutine holds this waiter until
         # every task ended (``run`` hands any it gives up on to ``hold``).
-        self.tasks.append(self.loop.create_task(call_async(send, i)))
+        coro = call_async(send, i, self if ordered else None)
+        self.tasks.append(self.loop.create_task(coro))
+
+    # -- waiting ------------------------------------------------------------------
 
     async def wait(self, send: Send) -> None:
-        """Until every slot settled; at the deadline, close and let threads go."""
-        if send.deadline is None:
-            await self.settled  # cancelled with the caller: see rearm()
-            return
-        await asyncio.wait({self.settled}, timeout=send.deadline - monotonic())
+        """Until every slot settled; at the deadline, close and let calls go."""
+        began = -1
+        while not self.settled.done():
+            left = None if send.deadline is None else send.deadline - monotonic()
+            if left is not None and left <= 0:
+                break
+            # Jobs may be queued behind this very thread's work; the starter
+            # may still add some.
+            may_steal = self.jobs or (self.starter and not self.starter.done())
+            patience = _threads.PATIENCE if may_steal and not send.closed else None
+            if patience is not None and (left is None or patience < left):
+                left = patience
+            await asyncio.wait({self.settled}, timeout=left)
+            if not self.settled.done() and patience is not None:
+                now = sum(s is not NOT_BEGUN for s in send.state)
+                if now == began:  # no progress: the pool may never take them
+                    self.steal(send)
+                began = now
         if not self.settled.done():
-            send.close(Why.DEADLINE)
+            # The deadline: calls not begun never begin, handed-over ones the
+            # executor can still cancel are; running threads and tasks are
+            # abandoned (cancelled, left to end, held: see ``run``).
+            send.close(Why.DEADLINE, everything=True)
             self._cancel_tasks()
-            tasks = [t for t in self.tasks if not t.done()]
-            if tasks:
-                await asyncio.wait(tasks)
+            await asyncio.sleep(0)  # a task that ends when cancelled ends now
+
+    def steal(self, send: Send) -> None:
+        """Run the in-process jobs no worker took (``_threads.steal``): here,
+        on a private loop (its thread waits for this send anyway), else on
+        the loop's default executor (the loop must not block)."""
+        jobs = self.jobs
+        if self.private:
+            _threads.steal(send, jobs)
+            return
+        try:
+            hold(
+                asyncio.ensure_future(
+                    self.loop.run_in_executor(None, _threads.steal, send, jobs)
+                )
+            )
+        except RuntimeError:  # the default executor is shut down
+            _threads.steal(send, jobs)
 
 
-def start(send: Send, waiter: Waiter, executor: Executor | None) -> None:
-    """Start every call of ``send`` without waiting (see the module docstring)."""
-    offload: list[tuple[int, contextvars.Context]] = []
+async def start(send: Send, waiter: Waiter, executor: Executor | None) -> None:
+    """Hand every call of ``send`` over, in connection order, without waiting
+    for them to end (see the module docstring).  A task for every async
+    receiver, which first waits until every earlier call began; a sync call
+    after an async one is handed over once every earlier async call began.
+    Runs as a task beside :meth:`Waiter.wait`."""
+    try:
+        await hand_over(send, waiter, executor)
+    except BaseException:
+        send.close(Why.CANCELLED)
+        raise
+
+
+async def hand_over(send: Send, waiter: Waiter, executor: Executor | None) -> None:
+    ordered = sync_first(send)
+    if ordered or not all(e.is_async for e in send.entries):
+        send.on_begin = waiter.began  # some call waits for others to begin
+    where = [
+        None if e.is_async else send.signal._executor_for(e, executor)
+        for e in send.entries
+    ]
+    # Pickled before anything begins: ``send`` raises a pickling error first.
     pickled: dict[Executor, list[int]] = {}
-    for i, entry in enumerate(send.entries):
-        if entry.is_async:
-            waiter.task(send, i)
-            continue
-        ex = send.signal._executor_for(entry, executor)
-        if ex is None or executors.running_on(ex):
-            offload.append((i, contextvars.copy_context()))
-        elif executors.in_process(ex):
-            _threads.start(send, ex, [i])
-        else:
+    for i, ex in enumerate(where):
+        if ex is not None and not executors.in_process(ex):
             pickled.setdefault(ex, []).append(i)
-    for ex, slots in pickled.items():
-        _pickled.hand_off(send, ex, slots)
+    blobs = {
+        ex: _pickled.pickle_calls(send, ex, slots) for ex, slots in pickled.items()
+    }
+    offload: list[tuple[int, contextvars.Context]] = []
+    tasks: list[int] = []
+    for i, entry in enumerate(send.entries):
+        if send.closed:
+            return
+        if entry.is_async:
+            if offload:  # the sync calls before it go first
+                offload_job(send, offload)
+                offload = []
+            waiter.task(send, i, ordered)
+            tasks.append(i)
+            continue
+        if tasks and not offload:
+            await waiter.turn(send, tasks)
+        if send.closed:
+            return
+        ex = where[i]
+        if ex is not None and ex in blobs:
+            _pickled.hand_off_pickled(send, ex, [i], blobs[ex])
+        elif ex is None or executors.running_on(ex):
+            offload.append((i, contextvars.copy_context()))
+        else:
+            waiter.jobs += _threads.start(send, ex, [i])
     if offload:
+        offload_job(send, offload)
+
+
+def sync_first(send: Send) -> bool:
+    """Whether a sync call comes before an async one: only then must a task
+    wait for earlier calls to begin (tasks begin in the order created)."""
+    sync = False
+    for entry in send.entries:
+        if entry.is_async and sync:
+            return True
+        sync = sync or not entry.is_async
+    return False
+
+
+def offload_job(send: Send, offload: list[tuple[int, contextvars.Context]]) -> None:
+    """Hand ``offload``'s sync calls, as one job, to ``Signal._offload_sync``.
+    If it refuses, or the job fails, the calls that did not begin get the
+    error as their outcome."""
+    try:
         job = asyncio.ensure_future(
             send.signal._offload_sync(lambda: run_each(send, offload))
         )
-        if isinstance(job, asyncio.Task):
-            hold(job)  # the loop holds tasks only weakly
-        else:
-            # An executor's job: the executor holds it, and the send waits for
-            # its calls, not for it.  The loop may close before it hears that
-            # the job ended (``send``'s private loop): nothing must wait on it.
-            job.add_done_callback(_release)
+    except Exception as err:  # e.g. the loop's default executor is shut down
+        for i, _ in offload:
+            send.refuse(i, err)
+        return
+    job.add_done_callback(lambda f: job_ended(send, offload, f))
+    if isinstance(job, asyncio.Task):
+        hold(job)  # the loop holds tasks only weakly
+    else:
+        # An executor's job: the executor holds it, and the send waits for
+        # its calls, not for it.  The loop may close before it hears that
+        # the job ended (``send``'s private loop): nothing must wait on it.
+        job.add_done_callback(_release)
+
+
+def job_ended(
+    send: Send, offload: list[tuple[int, contextvars.Context]], job: asyncio.Future[Any]
+) -> None:
+    """A job of sync calls ended: if it failed, its calls not begun failed."""
+    err = None if job.cancelled() else job.exception()
+    if job.cancelled():
+        err = RuntimeError(
+            f"the job running {send.signal!r}'s sync receivers was cancelled"
+        )
+    if isinstance(err, Exception):
+        for i, _ in offload:
+            send.refuse(i, err)
 
 
 async def walk(send: Send, waiter: Waiter) -> None:
@@ -207,7 +359,7 @@ async def walk(send: Send, waiter: Waiter) -> None:
         if send.closed:
             return
         if entry.is_async:
-            waiter.task(send, i)
+            waiter.task(send, i, False)
             await asyncio.sleep(0)  # the task begins
         else:
             _inline.call(send, i)
@@ -218,12 +370,17 @@ async def run(
 ) -> Responses:
     """Run ``send`` on the running loop; results in connection order."""
     waiter = Waiter(send)
+    starter = None
     try:
         if walking:
             await walk(send, waiter)
         else:
-            start(send, waiter, executor)
+            starter = waiter.loop.create_task(start(send, waiter, executor))
+            waiter.starter = starter
+            waiter.tasks.append(starter)  # cancelled, like the calls, at close
         await waiter.wait(send)
+        if starter is not None and starter.done() and not starter.cancelled():
+            starter.result()  # what ``start`` raised (it closed the send)
     except BaseException:
         send.close(Why.CANCELLED)
         waiter._cancel_tasks()

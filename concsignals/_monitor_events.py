@@ -36,7 +36,7 @@ from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from ._carriers import Managed, enter_all, report
-from ._send import Failed, Mark, Send, TimedOut, Why
+from ._send import Failed, Mark, Returned, Send, TimedOut, Why
 
 # A slot's outcome as monitors see it (``CallEvent.outcome``): a string, made
 # from a ``Send``'s state for the slot (a ``Mark``, or a result or failure) by
@@ -338,7 +338,7 @@ class SendEvent:
 
 def outcome(out: Any, closed_by_deadline: bool) -> str:
     """The monitors' name for a slot's state in a ``Send``."""
-    if type(out) is tuple:
+    if isinstance(out, Returned):
         return RESULT
     if isinstance(out, Failed):
         return EXCEPTION

@@ -7,24 +7,31 @@ the worker side)::
                 is handed over: send raises a pickling error (naming the
                 receiver) before anything runs; send_robust puts it in the slot.
     2. hand off in connection order, each call through the begin gate
-                (``Send.begin``: closed? deadline? disconnected?), then
-                ``executor.submit(call_pickled, ...)``.  An executor that
-                refuses (shut down, broken) gives that slot its error.
+                (``Send.begin``: closed? deadline? disconnected?  A receiver
+                gone since step 1 is settled there, SKIPPED), then
+                ``executor.submit(call_pickled, ...)``, and the future goes
+                to ``Send.hand_over``.  An executor that refuses (shut down,
+                broken) gives that slot its error.
     3. record   each future's outcome as it completes (``Send.end``); a
                 future cancelled before it ran un-begins its slot.
-    4. wait     (sync sends only) until every call ended, or the first
-                failure (``send``), or the deadline; then cancel what the
-                executor has not started.
+    4. wait     (sync sends only) until every slot settled, or the
+                deadline; then the send closes.
 
 The sender cannot reach into a worker process: a call handed over is *begun*
 as far as the send is concerned, and one the executor cannot cancel any more
-runs to its end there.  Cancelling happens in the sender's thread only: some
-executors' futures (Dask's) must not be cancelled from their callbacks.
+runs to its end there.  Cancelling is the send's (``Send.close``): once it
+closes, it cancels what it handed over, whatever backend handed it (sync
+``send``, ``asend``, ``submit``).  A failure cancels only the calls handed
+over after the failed one (an earlier call, begun, may still fail, and win).
+Only ``ProcessPoolExecutor``'s cancel proves a call never ran (:func:`stops`);
+other executors' futures (Dask's) are cancelled only at the deadline or on
+cancellation, from the waiting thread: never from their own callbacks.
 """
 
 from __future__ import annotations
 
 import pickle
+import threading
 from collections.abc import Sequence
 from concurrent.futures import (
     FIRST_EXCEPTION,
@@ -44,13 +51,14 @@ Handed = list[tuple[int, "Future[Any]"]]
 
 def run(send: Send, executor: Executor) -> None:
     """Run ``send`` on an out-of-process executor; outcomes land in ``send``."""
+    done = threading.Lock()
+    done.acquire()
+    send.on_settled = done.release
     handed = hand_off(send, executor, range(len(send.entries)))
     try:
-        wait(send, handed, stops(executor))
+        wait(send, handed, done)
     except BaseException:
-        send.close(Why.CANCELLED)
-        for _, fut in handed:
-            fut.cancel()
+        send.close(Why.CANCELLED, everything=True)
         raise
     for i, fut in handed:
         if fut.done():
@@ -58,13 +66,24 @@ def run(send: Send, executor: Executor) -> None:
 
 
 def hand_off(send: Send, executor: Executor, slots: Sequence[int]) -> Handed:
-    """Pickle every call, then hand them over in order through the gate."""
-    blobs = pickle_calls(send, executor, slots)
+    """Pickle every call, then hand them over in order through the gate; the
+    send cancels what it handed over when it closes (``Send.hand_over``)."""
+    return hand_off_pickled(send, executor, slots, pickle_calls(send, executor, slots))
+
+
+def hand_off_pickled(
+    send: Send, executor: Executor, slots: Sequence[int], blobs: dict[int, Any]
+) -> Handed:
+    """Hand over ``slots``, pickled by :func:`pickle_calls`, in order."""
     handed: Handed = []
+    stoppable = stops(executor)
     for i in slots:
-        blob = blobs.get(i)
-        if blob is None or (r := send.begin(i)) is None:
+        r = send.begin(i)  # a receiver gone since pickling is SKIPPED here
+        if r is None:
             continue
+        blob = blobs.get(i)
+        if blob is None:  # (not pickled: it was gone, and cannot be back)
+            blob = RuntimeError(f"receiver {r!r} was not pickled for {executor!r}")
         if isinstance(blob, Exception):
             send.end(i, err=blob)
             continue
@@ -78,10 +97,9 @@ def hand_off(send: Send, executor: Executor, slots: Sequence[int]) -> Handed:
             send.end(i, err=err)
             continue
         except BaseException:
-            send.close(Why.CANCELLED)
-            for _, f in handed:
-                f.cancel()
+            send.close(Why.CANCELLED, everything=True)
             raise
+        send.hand_over(i, fut, stoppable)
         handed.append((i, fut))
         fut.add_done_callback(lambda f, i=i: record(send, i, f))  # type: ignore[misc]
     return handed
@@ -164,29 +182,25 @@ def stops(executor: Executor) -> bool:
     return isinstance(executor, ProcessPoolExecutor)
 
 
-def wait(send: Send, handed: Handed, cancel_stops: bool) -> None:
+def wait(send: Send, handed: Handed, done: threading.Lock) -> None:
     """Wait for the handed-over calls (see the module docstring, step 4)."""
-    futures = [fut for _, fut in handed]
-    cancelled: set[Future[Any]] = set()
-    if (not send.robust or send.closed) and cancel_stops:
-        wait_futures(futures, remaining(send), FIRST_EXCEPTION)
-        first = next((k for k, f in enumerate(futures) if failed(f)), None)
-        if first is not None or send.closed:
-            # Handed-over calls count as begun; cancelling those after the
-            # earliest failure spares the executor work (an earlier one may
-            # still fail, and its failure must win: it is not cancelled).
-            send.close(Why.FAILURE)
-            later = futures[(first or 0) + 1 :] if first is not None else futures
-            cancelled = {f for f in later if not f.done() and f.cancel()}
-    # Never wait() for a future we cancelled: wait() counts it done only once
-    # its executor acknowledges the cancel, and Dask's may never do so.
-    pending = [f for f in futures if f not in cancelled]
-    for i, fut in handed:
-        if fut in cancelled:
-            send.unbegin(i)
-    _, late = wait_futures(pending, remaining(send))
-    if late:
-        send.close(Why.DEADLINE)
-        for i, fut in handed:
-            if fut in late and fut.cancel():
-                send.unbegin(i)
+    if not send.robust:
+        # A failure the sender sees first (its callback has not run yet) is
+        # recorded here: the send closes, and cancels the calls handed over
+        # after it.  (Only futures not cancelled: ``wait()`` counts one done
+        # once its executor acknowledges the cancel, and Dask's may never.)
+        pending = [f for _, f in handed if not f.cancelled()]
+        wait_futures(pending, remaining(send), FIRST_EXCEPTION)
+        first = next(((i, f) for i, f in handed if failed(f)), None)
+        if first is not None:
+            record(send, *first)
+    if not acquire_until(done, send.deadline):
+        # The deadline: every call the executor can still cancel goes (from
+        # this thread: Dask's futures must not be cancelled in callbacks).
+        send.close(Why.DEADLINE, everything=True)
+
+
+def acquire_until(done: threading.Lock, deadline: float | None) -> bool:
+    if deadline is None:
+        return done.acquire()
+    return done.acquire(timeout=max(0.0, deadline - monotonic()))

@@ -95,9 +95,7 @@ def submit(send: Send, executor: Executor | None) -> Future[Responses]:
         return outer
     _in_flight.add(outer)
     outer.add_done_callback(_in_flight.discard)
-    outer.add_done_callback(
-        lambda f: send.close(Why.CANCELLED) if f.cancelled() else None
-    )
+    outer.add_done_callback(Closer(send))
     pool = executors.owned_pool()
     if executors.running_on(pool) or (
         executor is not None and executors.running_on(executor)
@@ -119,6 +117,22 @@ def submit(send: Send, executor: Executor | None) -> Future[Responses]:
         except RuntimeError:  # the owned pool is shut down: interpreter exit
             coordinate(send, executor, outer)
     return outer
+
+
+class Closer:
+    """``outer``'s done-callback: cancelling it closes ``send``.  It holds the
+    send only until ``outer`` is done: a finished Future keeps nothing of
+    the send (sender, arguments) alive through its callbacks."""
+
+    __slots__ = ("send",)
+
+    def __init__(self, send: Send) -> None:
+        self.send: Send | None = send
+
+    def __call__(self, outer: Future[Responses]) -> None:
+        send, self.send = self.send, None
+        if send is not None and outer.cancelled():
+            send.close(Why.CANCELLED, everything=True)
 
 
 def coordinate(send: Send, executor: Executor | None, outer: Future[Responses]) -> None:
@@ -154,16 +168,8 @@ def start_gathered(send: Send, executor: Executor, outer: Future[Responses]) -> 
         return
     from . import _pickled
 
-    handed = _pickled.hand_off(send, executor, range(len(send.entries)))
-
-    def cancel_handed() -> None:
-        for i, fut in handed:
-            if fut.cancel():
-                send.unbegin(i)
-
-    send.on_close = cancel_handed
-    if send.closed:
-        cancel_handed()
+    # The send cancels what it hands over when it closes (Send.hand_over).
+    _pickled.hand_off(send, executor, range(len(send.entries)))
 
 
 def settle(outer: Future[Any], value: Any, err: BaseException | None) -> None:

@@ -82,6 +82,16 @@ class Why(enum.Enum):
     CANCELLED = "the send was cancelled"
 
 
+class Returned:
+    """A call that returned ``value``."""
+
+    __slots__ = ("receiver", "value")
+
+    def __init__(self, receiver: Receiver, value: Any) -> None:
+        self.receiver = receiver
+        self.value = value
+
+
 class Failed:
     """A call that raised ``err``."""
 
@@ -105,6 +115,13 @@ class TimedOut:
         self.late = late
 
 
+Outcome = Mark | Returned | Failed | TimedOut
+
+#: A call handed to an executor: its slot, its future, and whether a
+#: successful ``cancel()`` proves it never ran and may come from any thread.
+Handed = tuple[int, "Future[Any]", bool]
+
+
 class Send:
     """One send: the request, and the state of each of its calls.
 
@@ -112,12 +129,14 @@ class Send:
     """
 
     __slots__ = (
+        "cut",
         "deadline",
         "entries",
         "fatal",
-        "futures",
+        "handed",
         "lock",
         "named",
+        "on_begin",
         "on_close",
         "on_settled",
         "receivers",
@@ -150,15 +169,20 @@ class Send:
         self.lock = threading.Lock()
         self.why: Why | None = None
         n = len(entries)
-        self.state: list[Any] = [NOT_BEGUN] * n
+        self.state: list[Outcome] = [NOT_BEGUN] * n
         self.receivers: list[Receiver | None] = [None] * n
         self.unsettled = n
         self.fatal: BaseException | None = None
-        #: Futures of calls an in-process executor has not begun: cancelled
-        #: at close (an optimisation: the gate refuses them anyway).
-        self.futures: list[Future[Any]] = []
+        #: Calls handed to executors and not yet cancelled (``hand_over``).
+        self.handed: list[Handed] = []
+        #: Once closed: handed-over calls of slots after ``cut`` are cancelled
+        #: (a failure at slot ``cut``; ``-1``: all of them).
+        self.cut = n
         self.on_settled: Callable[[], None] | None = None
         self.on_close: Callable[[], None] | None = None
+        #: Called (any thread, no lock held) when a slot leaves ``NOT_BEGUN``
+        #: through the gate: an ``asend`` that orders its begins waits on it.
+        self.on_begin: Callable[[], None] | None = None
         #: monitor: the send's ``monitoring.SendEvent`` while monitors watch.
         self.watch: SendEvent | None = None
 
@@ -174,24 +198,34 @@ class Send:
     def begin(self, i: int) -> Receiver | None:
         """Begin call ``i``: its live receiver, or ``None`` if it must not run."""
         closing = settled = False
+        r = None
         with self.lock:
             if self.state[i] is not NOT_BEGUN:
                 return None  # closed: it never begins
             if self.deadline is not None and monotonic() >= self.deadline:
-                closing = self._close_locked(Why.DEADLINE)
+                closing = self._close_locked(Why.DEADLINE, -1)
             else:
-                r: Receiver | None = self.entries[i].get()
+                r = self.entries[i].get()
                 if r is not None:
                     self.state[i] = RUNNING
                     self.receivers[i] = r
-                    return r
-                self._settle_locked(i, SKIPPED)
-                settled = self.unsettled == 0
+                else:
+                    self._settle_locked(i, SKIPPED)
+                    settled = self.unsettled == 0
+        if self.on_begin is not None:
+            self.on_begin()
         if closing:
             self._after_close()
-        elif settled:
+            return None
+        if settled:
             self._settled()
-        return None
+        return r
+
+    def refuse(self, i: int, err: Exception) -> None:
+        """Call ``i`` could not be handed over (``err``: the executor refused,
+        a job failed): that is its outcome, if it may begin."""
+        if self.begin(i) is not None:
+            self.end(i, err=err)
 
     def end(self, i: int, value: Any = None, err: BaseException | None = None) -> None:
         """Call ``i`` returned ``value`` or raised ``err``."""
@@ -199,15 +233,15 @@ class Send:
         watch = self.watch
         if watch is not None:  # monitor: the call's clock stops
             watch.stop(i, value, err)
-        closing = settled = report = False
+        closing = settled = report = cancel = False
         with self.lock:
             if self.state[i] is not RUNNING:
                 return
             r = self.receivers[i]
             assert r is not None
-            out: Any
+            out: Outcome
             if err is None:
-                out = (r, value)
+                out = Returned(r, value)
             elif not isinstance(err, Exception):
                 out = self._fatal_locked(r, err)
             else:
@@ -216,10 +250,17 @@ class Send:
                 cause = err if isinstance(err, Exception) else None
                 out = TimedOut(r, started=True, late=cause)
             self._settle_locked(i, out)
-            if self.fatal is not None and self.why is None:
-                closing = self._close_locked(Why.FAILURE)
-            elif type(out) is not tuple and not self.robust and self.why is None:
-                closing = self._close_locked(Why.DEADLINE if late else Why.FAILURE)
+            cut = None
+            if self.fatal is not None:
+                cut, why = -1, Why.FAILURE
+            elif not isinstance(out, Returned | Mark) and not self.robust:
+                # A failure: the calls handed over after this slot go (an
+                # earlier one, begun, may still fail and win); a time-out:
+                # every call not running goes.
+                cut, why = (-1, Why.DEADLINE) if late else (i, Why.FAILURE)
+            if cut is not None:
+                cancel = cut < self.cut
+                closing = self._close_locked(why, cut)
             settled = self.unsettled == 0
             report = watch is not None and watch.claim(i)
             by_deadline = self.why is Why.DEADLINE
@@ -228,10 +269,13 @@ class Send:
             watch.settled(self, i, out, by_deadline)
         if closing:
             self._after_close()
-        elif settled:
+            return
+        if cancel:
+            self._cancel_handed(False)
+        if settled:
             self._settled()
 
-    def _fatal_locked(self, r: Receiver, err: BaseException) -> Any:
+    def _fatal_locked(self, r: Receiver, err: BaseException) -> Failed | Mark:
         if isinstance(err, _cancelled_error()) and self.why is not None:
             return STOPPED  # cancelled by this send, after it closed
         if self.fatal is None:
@@ -252,20 +296,54 @@ class Send:
         if settled:
             self._settled()
 
-    def close(self, why: Why) -> None:
-        """Let no further call begin (idempotent)."""
+    def close(self, why: Why, everything: bool = False) -> None:
+        """Let no further call begin, and cancel every call handed over that
+        its executor can still cancel (idempotent).  ``everything``: also
+        those whose executor cannot promise a cancelled call never ran (Dask):
+        only from a thread that is not running a future's callback, and only
+        where the send may then abandon them (the deadline, cancellation)."""
         with self.lock:
-            closing = self._close_locked(why)
-        if closing:
-            self._after_close()
+            self._close_locked(why, -1)
+        self._after_close(everything)
+
+    # -- handing over -----------------------------------------------------------
+
+    def hand_over(self, i: int, fut: Future[Any], stops: bool = True) -> None:
+        """Call ``i`` was handed to an executor as ``fut``: from now on, closing
+        the send cancels it (``stops``: see :data:`Handed`).  Handed over to
+        a send already closed, it is cancelled at once."""
+        with self.lock:
+            self.handed.append((i, fut, stops))
+            closed = self.why is not None
+        if closed:
+            self._cancel_handed(False)
+
+    def _cancel_handed(self, everything: bool) -> None:
+        """Cancel the handed-over calls that closing the send stops."""
+        with self.lock:
+            if self.why is None:
+                return
+            keep: list[Handed] = []
+            stop: list[Handed] = []
+            for h in self.handed:
+                i, _, stops = h
+                ends = (stops or everything) and (
+                    i > self.cut or self.state[i] is not RUNNING
+                )
+                (stop if ends else keep).append(h)
+            self.handed = keep
+        for i, fut, _ in stop:
+            if fut.cancel():
+                self.unbegin(i)  # out of process: begun at hand-off, never ran
 
     # -- internals --------------------------------------------------------------
 
-    def _settle_locked(self, i: int, out: Any) -> None:
+    def _settle_locked(self, i: int, out: Outcome) -> None:
         self.state[i] = out
         self.unsettled -= 1
 
-    def _close_locked(self, why: Why) -> bool:
+    def _close_locked(self, why: Why, cut: int) -> bool:
+        self.cut = min(self.cut, cut)
         if self.why is not None:
             return False
         self.why = why
@@ -276,9 +354,8 @@ class Send:
                 self.unsettled -= 1
         return True
 
-    def _after_close(self) -> None:
-        for fut in list(self.futures):
-            fut.cancel()
+    def _after_close(self, everything: bool = False) -> None:
+        self._cancel_handed(everything)
         if self.on_close is not None:
             self.on_close()
         if self.unsettled == 0:
@@ -287,6 +364,7 @@ class Send:
     def _settled(self) -> None:
         with self.lock:  # exactly once, whichever thread settles last
             callback, self.on_settled = self.on_settled, None
+            self.handed = []  # nothing left to cancel
         if callback is not None:
             callback()
 
@@ -311,10 +389,10 @@ class Send:
                 if r is None:
                     continue
                 out = TimedOut(r, started=out is STOPPED)
-            elif out is SKIPPED or out is NOT_BEGUN:
+            elif isinstance(out, Mark):  # SKIPPED (NOT_BEGUN: never, once settled)
                 continue
-            if type(out) is tuple:
-                responses.append(out)
+            if isinstance(out, Returned):
+                responses.append((out.receiver, out.value))
                 continue
             err = self._error(out, seen)
             failures.append((out.receiver, err))

@@ -92,7 +92,7 @@ def start(send: Send, executor: Executor, slots: range | list[int]) -> list[Job]
             except Exception as err:  # shut down, broken: this slot's outcome
                 refused(send, i, err)
                 continue
-            send.futures.append(fut)
+            send.hand_over(i, fut)
             jobs.append((i, fut, ctx))
     except BaseException:
         send.close(Why.CANCELLED)

@@ -18,7 +18,7 @@ import time
 import unittest.mock
 import weakref
 from collections.abc import Awaitable, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -27,6 +27,7 @@ import concsignals._run
 from concsignals import Signal
 from concsignals import _async as casync
 from concsignals._callables import is_async_receiver
+from tests.receivers import Reply, Shop
 
 # -- helpers ---------------------------------------------------------------------
 
@@ -1647,32 +1648,48 @@ def test_a_cancelled_asend_waits_for_its_one_receivers_clean_up(asyncio_logs):
     run_clean(main)
 
 
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("ignores", [False, True], ids=["cleans-up", "ignores"])
 @pytest.mark.parametrize("method", ["asend", "asend_robust"])
-def test_at_the_deadline_asend_waits_for_its_cancelled_receivers_clean_up(
-    method, asyncio_logs
+def test_at_the_deadline_asend_returns_and_its_cancelled_task_ends_in_the_background(
+    method, ignores, asyncio_logs
 ):
+    """The deadline bounds ``asend`` (issue 21, item 5): a task still running
+    then is cancelled and abandoned, as a thread is, whether its clean-up is
+    slow or it ignores the cancellation.  It is held until it ends (not
+    garbage-collected mid-flight), and its end reaches the send."""
     sig = Signal()
     state: list[str] = []
 
-    async def cleans_up(sender: object, **kwargs: Any) -> None:
-        try:
-            await asyncio.sleep(10)
-        except asyncio.CancelledError:
-            await asyncio.sleep(0.1)
-            state.append("cleaned up")
-            raise
-
-    sig.connect(cleans_up)
-
     async def main() -> None:
+        release, ended = asyncio.Event(), asyncio.Event()
+
+        async def slow(sender: object, **kwargs: Any) -> str:
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                state.append("cancelled")
+                await release.wait()  # a clean-up that lasts until released
+                state.append("cleaned up")
+                if not ignores:
+                    raise
+            finally:
+                ended.set()
+            return "ignored the cancellation"
+
+        sig.connect(slow, weak=False)
         view = sig.using(None, timeout=0.1)
         if method == "asend":
-            with pytest.raises(TimeoutError):
+            with pytest.raises(TimeoutError, match="did not finish"):
                 await view.asend(sender=None)
         else:
             (result,) = await view.asend_robust(sender=None)
             assert isinstance(result[1], TimeoutError)
-        assert state == ["cleaned up"]
+        assert state == ["cancelled"]  # returned while the task cleans up
+        gc.collect()  # the abandoned task is held
+        release.set()
+        await ended.wait()
+        assert state == ["cancelled", "cleaned up"]
 
     run_clean(main)
 
@@ -1821,3 +1838,200 @@ def test_marked_receivers_are_async_through_partials_methods_and_call():
     # A method bound to a callable object: its __call__ is async.
     assert is_async_receiver(types.MethodType(AsyncCall(), Owner()))
     assert not is_async_receiver(types.MethodType(lambda self, **kw: None, Owner()))
+
+
+# -- issue 21: asend on the one engine ------------------------------------------
+
+
+class Queued(ProcessPoolExecutor):
+    """An out-of-process executor (a ``ProcessPoolExecutor`` to concsignals,
+    whose cancelled futures never ran) that starts no process: every call
+    stays queued, its Future pending, until the test ends it or the send
+    cancels it."""
+
+    def __init__(self) -> None:
+        super().__init__(1)
+        self.queued: list[Future[Any]] = []
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kw: Any) -> Any:
+        fut: Future[Any] = Future()
+        self.queued.append(fut)
+        return fut
+
+
+@pytest.fixture
+def queued() -> Iterator[Queued]:
+    pool = Queued()
+    yield pool
+    pool.shutdown()
+
+
+async def until(check: Callable[[], bool]) -> None:
+    """Let the loop run until ``check()`` (steps, not time)."""
+    for _ in range(1000):
+        if check():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("never happened")
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("closed_by", ["failure", "deadline", "cancellation"])
+def test_asend_on_processes_cancels_what_it_handed_over_when_it_closes(
+    queued: Queued, closed_by: str
+) -> None:
+    """Issue 21, item 2: ``asend`` on a process pool let every queued call
+    run (here: waited for them for ever) once the send closed."""
+    sig = Signal()
+    rs = [Reply("a"), Reply("b"), Reply("c")]
+    for r in rs:
+        sig.connect(r)
+
+    async def main() -> None:
+        timeout = 0.2 if closed_by == "deadline" else None
+        task = asyncio.ensure_future(sig.using(queued, timeout=timeout).asend(Shop))
+        await until(lambda: len(queued.queued) == 3)
+        if closed_by == "failure":
+            queued.queued[0].set_exception(ValueError("first"))
+            with pytest.raises(ValueError, match="first"):
+                await task
+        elif closed_by == "deadline":
+            with pytest.raises(TimeoutError, match="was not started"):
+                await task
+        else:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+    run_clean(main)
+    cancelled = [f.cancelled() for f in queued.queued]
+    assert cancelled == ([False, True, True] if closed_by == "failure" else [True] * 3)
+
+
+@pytest.mark.timeout(20)
+def test_calls_begin_in_connection_order_an_async_one_first() -> None:
+    """Issue 21, item 3: a sync call after an async one began first (it was
+    handed over at once, the async one only scheduled)."""
+    began: list[str] = []
+
+    class Eager(Executor):
+        """In process; runs each job at once, in the sender's thread."""
+
+        concsignals_in_process = True
+
+        def submit(self, fn: Callable[..., Any], /, *args: Any, **kw: Any) -> Any:
+            fut: Future[Any] = Future()
+            fut.set_running_or_notify_cancel()
+            fut.set_result(fn(*args, **kw))
+            return fut
+
+    async def first(**kw: Any) -> str:
+        began.append("async")
+        return "async"
+
+    def second(**kw: Any) -> str:
+        began.append("sync")
+        return "sync"
+
+    sig = Signal()
+    sig.connect(first)
+    sig.connect(second)
+
+    async def main() -> Any:
+        return await sig.using(Eager()).asend(Shop)
+
+    assert [v for _, v in run_clean(main)] == ["async", "sync"]
+    assert began == ["async", "sync"]
+
+
+@pytest.mark.timeout(20)
+def test_calls_begin_in_connection_order_a_sync_one_first() -> None:
+    """Issue 21, item 3: an async call after a sync one still queued in the
+    executor began first."""
+    began: list[str] = []
+    jobs: list[Callable[[], Any]] = []
+
+    class Held(Executor):
+        """In process; runs nothing until the test runs its jobs."""
+
+        concsignals_in_process = True
+
+        def submit(self, fn: Callable[..., Any], /, *args: Any, **kw: Any) -> Any:
+            fut: Future[Any] = Future()
+
+            def job() -> None:
+                if fut.set_running_or_notify_cancel():
+                    fut.set_result(fn(*args, **kw))
+
+            jobs.append(job)
+            return fut
+
+    def first(**kw: Any) -> str:
+        began.append("sync")
+        return "sync"
+
+    async def second(**kw: Any) -> str:
+        began.append("async")
+        return "async"
+
+    sig = Signal()
+    sig.connect(first)
+    sig.connect(second)
+
+    async def main() -> Any:
+        task = asyncio.ensure_future(sig.using(Held()).asend(Shop))
+        await until(lambda: len(jobs) == 1)
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert began == []  # the async call waits for the sync one to begin
+        jobs[0]()
+        return await task
+
+    assert [v for _, v in run_clean(main)] == ["sync", "async"]
+    assert began == ["sync", "async"]
+
+
+@pytest.mark.timeout(20)
+def test_asend_robust_puts_a_shut_down_default_executor_in_the_sync_slots(
+    asyncio_logs: None,
+) -> None:
+    """Issue 21, item 4: ``asend_robust`` raised the loop's error instead."""
+    sig = Signal()
+    sig.connect(a := async_r("a"))
+    sig.connect(b := sync_r("b"))
+    sig.connect(c := sync_r("c"))
+
+    async def main() -> Any:
+        await asyncio.get_running_loop().shutdown_default_executor()
+        logging.getLogger("concsignals").disabled = True
+        try:
+            result = await sig.asend_robust(Shop)
+        finally:
+            logging.getLogger("concsignals").disabled = False
+        with pytest.raises(RuntimeError):
+            await sig.asend(Shop)
+        return result
+
+    result = run_clean(main)
+    assert [r for r, _ in result] == [a, b, c]
+    assert result[0][1] == "a"
+    assert all(isinstance(v, RuntimeError) for _, v in result[1:])
+    assert result[1][1] is not result[2][1]
+
+
+@pytest.mark.timeout(20)
+def test_a_send_with_an_async_receiver_from_the_users_job_on_a_full_pool_finishes() -> (
+    None
+):
+    """Issue 21, item 1: the sync call waited behind the very job that sent
+    (a pool of one worker): the "run queued calls yourself" fallback existed
+    only without async receivers."""
+    pool = ThreadPoolExecutor(1)
+    sig = Signal()
+    sig.connect(async_r("a"), weak=False)
+    sig.connect(sync_r("s"), weak=False)
+    try:
+        fut = pool.submit(lambda: sig.using(pool).send(Shop))
+        assert [v for _, v in fut.result(timeout=10)] == ["a", "s"]
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)

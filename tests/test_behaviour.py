@@ -8,6 +8,7 @@ shared memory, which skip on backends without it.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 import traceback
@@ -338,3 +339,39 @@ def test_asend_reads_the_snapshot_when_awaited(backend: Backend, executor: Any) 
 
     for result in asyncio.run(main()):
         assert [v for _, v in result] == ["late"]
+
+
+# -- issue 21: every slot ends, by construction ---------------------------------
+
+doomed: list[Any] = []
+
+
+class KillsWhenPickled:
+    """An argument whose pickling (out of process: at hand-off, after the send
+    read its snapshot) drops the only reference to the receivers in
+    ``doomed``; the worker gets a plain string."""
+
+    def __reduce__(self) -> Any:
+        doomed.clear()
+        gc.collect()
+        return (str, ("pickled",))
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("robust", [False, True], ids=["send", "send_robust"])
+def test_a_receiver_that_died_after_the_snapshot_was_read_ends_its_slot(
+    backend: Backend, executor: Any, robust: bool
+) -> None:
+    """Issue 21, item 1: on a process pool, ``asend`` (and ``submit``) never
+    returned: the dead receiver's slot was never settled."""
+    if backend.shares_memory:
+        pytest.skip("nothing is pickled: see test_a_receiver_disconnected_while_queued")
+    sig = Signal()
+    doomed[:] = [Reply("doomed")]
+    sig.connect(a := Reply("a"))
+    sig.connect(doomed[0])  # weak: dies while the send pickles its arguments
+    sig.connect(c := Reply("c"))
+    result = (send_robust if robust else send)(
+        backend, sig, executor, Shop, arg=KillsWhenPickled()
+    )
+    assert result == [(a, "a"), (c, "c")]

@@ -1227,3 +1227,79 @@ def test_a_call_still_running_at_the_deadline_did_not_finish(
     [(r, err)] = sig.using(pool, timeout=0.1).send_robust(Shop)
     assert r is slow and isinstance(err, TimeoutError)
     assert str(err).startswith(f"receiver {slow!r} did not finish within the 0.1 s")
+
+
+# -- issue 21: submit() on the one engine ---------------------------------------
+
+
+@pytest.mark.timeout(20)
+def test_a_submit_on_processes_ends_the_slot_of_a_receiver_gone_since_the_snapshot(
+    process_pool: Executor,
+) -> None:
+    """Issue 21, item 1: the Future never resolved."""
+    from tests.test_behaviour import KillsWhenPickled, doomed
+
+    sig = Signal()
+    doomed[:] = [Reply("doomed")]
+    sig.connect(a := Reply("a"))
+    sig.connect(doomed[0])  # weak: dies while the send pickles its arguments
+    fut = sig.using(process_pool).submit(Shop, arg=KillsWhenPickled())
+    assert fut.result(timeout=10) == [(a, "a")]
+
+
+@pytest.mark.timeout(20)
+def test_cancelling_a_submit_with_async_receivers_cancels_its_calls_on_processes() -> (
+    None
+):
+    """Issue 21, item 2: the calls handed to the process pool all ran."""
+    from tests.test_asyncio import Queued
+
+    queued = Queued()
+    handed = threading.Event()
+    submit = queued.submit
+
+    def submit_and_tell(fn: Any, /, *args: Any, **kw: Any) -> Any:
+        fut = submit(fn, *args, **kw)
+        handed.set()
+        return fut
+
+    queued.submit = submit_and_tell  # type: ignore[method-assign]
+
+    async def first(**kw: Any) -> str:
+        return "async"
+
+    sig = Signal()
+    sig.connect(first)
+    sig.connect(b := Reply("b"))
+    try:
+        fut = sig.using(queued).submit(Shop)
+        assert handed.wait(10)
+        assert fut.cancel()
+        assert queued.queued[0].cancelled()
+    finally:
+        queued.shutdown()
+    del b
+
+
+def owner(signal: Any, sender: Any, **named: Any) -> str:
+    return "done"
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("where", ["owned pool", "threads", "processes"])
+def test_a_finished_submit_future_keeps_nothing_of_the_send_alive(
+    where: str, pool: ThreadPoolExecutor, process_pool: Executor
+) -> None:
+    """Issue 21, item 9: the Future's done-callbacks held the send, so its
+    sender and arguments, for as long as the caller kept the Future."""
+    executor = {"owned pool": None, "threads": pool, "processes": process_pool}[where]
+    sig = Signal()
+    sig.connect(owner)
+    sender, argument = Shop(), Shop()
+    fut = sig.using(executor).submit(sender, arg=argument)
+    assert [v for _, v in fut.result(timeout=10)] == ["done"]
+    gone = weakref.ref(sender), weakref.ref(argument)
+    del sender, argument
+    gc.collect()
+    assert [ref() for ref in gone] == [None, None]
+    assert fut.done()

@@ -122,9 +122,37 @@ MUTANTS: list[Mutant] = [
         name="cancel-closes-submit",
         promise="8. cancelling a submit() Future stops the calls not yet begun",
         file="concsignals/_run.py",
-        old="lambda f: send.close(Why.CANCELLED) if f.cancelled() else None",
-        new="lambda f: None",
+        old="        if send is not None and outer.cancelled():\n",
+        new="        if False:\n",
         tests=("tests/test_gate.py", "tests/test_executors.py"),
+    ),
+    Mutant(
+        name="every-slot-ends",
+        promise="8. every slot ends: a receiver gone before its call was handed "
+        "over is settled by the gate (asend and submit() on processes returned)",
+        file="concsignals/_pickled.py",
+        old="        r = send.begin(i)  # a receiver gone since pickling is SKIPPED here\n",
+        new="        r = send.begin(i) if i in blobs else None\n",
+        tests=(
+            "tests/test_behaviour.py",
+            "tests/test_executors.py",
+            "-k",
+            "died_after or gone_since",
+        ),
+    ),
+    Mutant(
+        name="handed-over-cancelled-on-close",
+        promise="8. once a send closes, the calls it handed over are cancelled "
+        "where the executor still can (every backend: send, asend, submit())",
+        file="concsignals/_send.py",
+        old="            self.handed.append((i, fut, stops))\n",
+        new="            pass\n",
+        tests=(
+            "tests/test_asyncio.py",
+            "tests/test_executors.py",
+            "-k",
+            "handed_over or async_receivers_cancels",
+        ),
     ),
     Mutant(
         name="nested-send-detection",
