@@ -4,23 +4,35 @@ A send here is the same :class:`~concsignals._send.Send` as everywhere: the
 same gate, outcomes and assembly.  What this module adds is *where* calls run
 and how the loop waits:
 
-* an async receiver is a task on the running loop, whose first step is the
-  begin gate; tasks begin in the order they are created (connection order),
-  then run concurrently;
+* calls begin in connection order, sync and async alike: a starter task
+  (:func:`start`) hands them over one after another; an async receiver is a
+  task on the running loop that first waits (:meth:`Waiter.turn`, woken by
+  ``Send.on_begin``) until every earlier call has begun, then passes the
+  begin gate; a sync call after an async one is handed over only once every
+  earlier async call has begun;
 * a sync receiver must not block the loop.  On an in-process executor it is
   one job there (``_threads.start``); on an out-of-process one it is pickled
-  and handed over (``_pickled.hand_off``); without one (or when this thread
-  already works for that executor: a nested send), the send's sync receivers
-  run one after another in one job given to :meth:`Signal._offload_sync`
-  (default: the loop's default executor).  Which executor an entry uses is
+  and handed over (``_pickled``); without one (or when this thread already
+  works for that executor: a nested send), each run of consecutive sync
+  receivers is one job given to :meth:`Signal._offload_sync` (default: the
+  loop's default executor).  An offload that is refused (a shut-down default
+  executor) or fails puts its error in each of its slots
+  (``Send.refuse``).  Which executor an entry uses is
   :meth:`Signal._executor_for`'s answer.
 
 Waiting: the loop awaits one future that the send resolves when every slot
 has settled (``Send.on_settled``, from any thread).  When the send closes (a
-failure in ``asend``, the deadline, the awaiting task cancelled), its tasks
-are cancelled (``Send.on_close``); the gate refuses whatever has not begun;
-the send then waits for every call that began, threads included, except at
-the deadline, where running threads are abandoned and reported timed out.
+failure in ``asend``, the awaiting task cancelled), its tasks are cancelled
+(``Send.on_close``), the calls it handed over are cancelled where their
+executor still can (``Send.hand_over``), the gate refuses whatever has not
+begun, and the send waits for every call that began.  At the deadline it
+waits for nothing: running threads are abandoned, and running tasks are
+cancelled, given one step to end, and abandoned too (held in
+:data:`_in_flight` until they end; monitors hear their outcome); each is
+reported timed out.  A send whose in-process jobs make no progress for
+``_threads.PATIENCE`` (queued behind the very work that waits for them: a
+user's job on a saturated pool) runs the jobs no worker took itself: in its
+own thread on a private loop, on the loop's default executor otherwise.
 
 A sync ``send`` with async receivers, from a thread with no running loop,
 runs through :meth:`Signal._run_coroutine` (default: a private loop).
@@ -264,7 +276,8 @@ async def start(send: Send, waiter: Waiter, executor: Executor | None) -> None:
 
 
 async def hand_over(send: Send, waiter: Waiter, executor: Executor | None) -> None:
-    ordered = sync_first(send)
+    in_order = send.signal._begins_in_order  # else: all together, as Django
+    ordered = in_order and sync_first(send)
     if ordered or not all(e.is_async for e in send.entries):
         send.on_begin = waiter.began  # some call waits for others to begin
     where = [
@@ -285,13 +298,13 @@ async def hand_over(send: Send, waiter: Waiter, executor: Executor | None) -> No
         if send.closed:
             return
         if entry.is_async:
-            if offload:  # the sync calls before it go first
+            if offload and in_order:  # the sync calls before it go first
                 offload_job(send, offload)
                 offload = []
             waiter.task(send, i, ordered)
             tasks.append(i)
             continue
-        if tasks and not offload:
+        if in_order and tasks and not offload:
             await waiter.turn(send, tasks)
         if send.closed:
             return

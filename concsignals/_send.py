@@ -5,7 +5,7 @@ Every backend (``_inline``, ``_threads``, ``_pickled``, ``_async``) runs a
 
 Life of one call (slot ``i``, one per entry, in connection order)::
 
-    NOT_BEGUN --begin(i)--> RUNNING --end(i, ...)--> an outcome
+    NOT_BEGUN --begin(i)--> RUNNING --end(i, ...)--> Returned | Failed | TimedOut
         |                      |
         |                      +--unbegin(i)--> CLOSED   (handed over, then
         |                                                 cancelled in time)
@@ -15,11 +15,24 @@ Life of one call (slot ``i``, one per entry, in connection order)::
 * :meth:`Send.begin` is the begin gate: the disconnect check
   (``entry.get()``), the deadline and the closed flag are checked there, under
   the send's lock, immediately before the call.  A call begins only if it
-  returns a receiver.
-* :meth:`Send.end` records what the call did: a result, a failure, or, if the
-  deadline passed before it ended, a time-out (what it raised, if anything,
-  becomes the ``TimeoutError``'s cause).  A failure closes a send that is not
-  robust; a ``BaseException`` that is not an ``Exception`` closes any send.
+  returns a receiver; whatever it returns, ``on_begin`` (if set) hears that
+  the slot left ``NOT_BEGUN`` (an ``asend`` orders its begins on it).
+  :meth:`Send.refuse` is the one place a slot that could not be handed over
+  gets its executor's error.
+* :meth:`Send.hand_over` records a call handed to an executor (its slot and
+  Future).  Closing the send cancels the recorded calls that it stops: after
+  a failure, those of the slots after the failed one (``cut``: an earlier
+  call may still fail and must win); at the deadline or on cancellation, all
+  of them.  A Future whose executor cannot promise that a cancelled call
+  never ran (Dask's) is cancelled only by ``close(..., everything=True)``,
+  from the waiting thread.  A cancelled call returns its slot through :meth:`unbegin`.
+  No backend keeps a list of its own: "cancel what was handed over" is the
+  send's.
+* :meth:`Send.end` records what the call did: ``Returned``, ``Failed``, or,
+  if the deadline passed before it ended, ``TimedOut`` (what it raised, if
+  anything, becomes the ``TimeoutError``'s cause).  A failure closes a send
+  that is not robust; a ``BaseException`` that is not an ``Exception`` closes
+  any send.
 * :meth:`Send.close` (a failure, the deadline, cancellation, the sender's own
   ``BaseException``) turns every slot not begun into ``CLOSED``: from then on
   no call of the send begins.  Monitors (``send.watch``) hear of a call's
@@ -29,17 +42,22 @@ Life of one call (slot ``i``, one per entry, in connection order)::
   slot, with the others as notes.  A ``BaseException`` that is not an
   ``Exception`` is raised before anything else.
 
+Every slot's state is an :data:`Outcome`: a :class:`Mark` while it has no
+result (or never will), else ``Returned``, ``Failed`` or ``TimedOut``.
 A slot is *settled* once it has its final state (anything but ``NOT_BEGUN``
 and ``RUNNING``).  When the last slot settles, ``on_settled`` runs (once): a
-waiting sender wakes.  After :meth:`close`, only running calls are unsettled,
-so "wait until settled" is exactly "wait for every begun call to end".
+waiting sender wakes, and the handed-over list is dropped.  After
+:meth:`close`, only running calls are unsettled, so "wait until settled" is
+exactly "wait for every begun call to end".
 
 Locking rules
 -------------
-``Send.lock`` guards ``state``, ``closed``, ``why`` and ``unsettled`` of one
-send.  It is held only to read or change them: never while a receiver runs,
-never while anything blocks.  ``on_settled``/``on_close`` and cancelling
-futures run after it is released.  Any thread may call any method.
+``Send.lock`` guards ``state``, ``receivers``, ``why``, ``cut``, ``handed``
+and ``unsettled`` of one send.  It is held only to read or change them:
+never while a receiver runs, never while anything blocks.  ``on_begin``,
+``on_settled``, ``on_close`` and cancelling futures (whose callbacks may run
+at once, in this thread) run after it is released.  Any thread may call any
+method.
 """
 
 from __future__ import annotations

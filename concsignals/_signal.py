@@ -333,6 +333,12 @@ class Signal:
     #: The logger robust sends log receiver failures on.
     _logger_name: ClassVar[str] = "concsignals"
 
+    #: Whether ``asend`` begins an async receiver only once every earlier
+    #: call began (connection order).  ``concsignals.django`` turns it off:
+    #: Django starts its async receivers together with the job of its sync
+    #: ones (``asyncio.gather``).
+    _begins_in_order: ClassVar[bool] = True
+
     def _executor_for(self, entry: Entry, executor: Executor | None) -> Executor | None:
         """The executor that runs ``entry``'s call in a send on ``executor``
         (``None``: inline, or off the loop for ``asend``).  Override to give a

@@ -87,6 +87,7 @@ class Signal(_signal.Signal):
     """
 
     _logger_name = "django.dispatch"
+    _begins_in_order = False  # Django gathers sync job and async receivers
 
     def __init__(self, use_caching: bool = False, **kwargs: Any) -> None:
         super().__init__(use_caching, **kwargs)

@@ -338,7 +338,6 @@ class Parked(ProcessPoolExecutor):
         self.parked: list[ParkedFuture] = []
         self.steps: dict[int, list[Callable[[], object]]] = {}
         self.cancelling: dict[int, list[Callable[[], object]]] = {}
-        self.waited: dict[int, list[Callable[[], object]]] = {}
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kw: Any) -> Future[T]:
         index, self.submits = self.submits, self.submits + 1
@@ -351,7 +350,6 @@ class Parked(ProcessPoolExecutor):
                 fut.set_exception(err)
         else:
             fut.cancelling = self.cancelling.get(len(self.parked), [])
-            fut.waited = self.waited.get(len(self.parked), [])
             self.parked.append(fut)
         for step in self.steps.pop(index, ()):
             step()
@@ -365,12 +363,6 @@ class Parked(ProcessPoolExecutor):
     def on_cancel(self, k: int, step: Callable[[], object]) -> None:
         """Run ``step`` when the send cancels the ``k``-th parked call."""
         self.cancelling.setdefault(k, []).append(step)
-
-    def when_waited(self, k: int, step: Callable[[], object]) -> None:
-        """Run ``step`` when a thread starts waiting for the ``k``-th parked
-        call (the waiting thread holds the Future's lock then: a step that
-        ends it must do so :func:`in_a_thread`)."""
-        self.waited.setdefault(k, []).append(step)
 
     def fail(self, k: int, err: BaseException) -> None:
         """The ``k``-th parked call raises ``err`` now."""
@@ -388,35 +380,17 @@ class Parked(ProcessPoolExecutor):
 
 class ParkedFuture(Future[Any]):
     """A parked call's Future; ``cancelling``: steps run when the send cancels
-    it, before its cancellation is recorded; ``waited``: steps run when a
-    thread starts waiting for it (``concurrent.futures.wait``)."""
+    it, before its cancellation is recorded."""
 
     def __init__(self) -> None:
         super().__init__()
         self.cancelling: list[Callable[[], object]] = []
-        self.waited: list[Callable[[], object]] = []
-        self._waiters = Waiters(self)  # how concurrent.futures.wait waits
 
     def cancel(self) -> bool:
         if not self.done():  # parked: the steps come first, then its callbacks
             for step in self.cancelling:
                 step()
         return super().cancel()
-
-
-class Waiters(list[Any]):
-    """A Future's list of waiters that runs the Future's ``waited`` steps
-    (once) when the first waiter is added."""
-
-    def __init__(self, fut: ParkedFuture) -> None:
-        super().__init__()
-        self.fut = fut
-
-    def append(self, waiter: Any) -> None:
-        super().append(waiter)
-        steps, self.fut.waited = self.fut.waited, []
-        for step in steps:
-            step()
 
 
 class Quiet(ParkedFuture):
@@ -544,16 +518,21 @@ def test_a_robust_send_lets_the_calls_after_a_failure_run(
     parked: Callable[..., Parked],
 ) -> None:
     """``send_robust`` on a process pool: a failure cancels nothing.  Call 0
-    fails while calls 1 and 2 are still queued; they end only once the
-    sender waits for them (a sender that cancelled them would not)."""
+    fails while calls 1 and 2 are still queued (its outcome is recorded in
+    the sender's thread, where a send that closed on it would cancel them at
+    once); they end afterwards, and ``end`` refuses a cancelled call."""
     pool = parked(set())
+    cancelled: list[int] = []
+    pool.on_cancel(1, lambda: cancelled.append(1))
+    pool.on_cancel(2, lambda: cancelled.append(2))
     pool.at(2, lambda: pool.fail(0, Boom("first")))
-    pool.when_waited(1, in_a_thread(lambda: (pool.end(1, "b"), pool.end(2, "c"))))
+    pool.at(2, in_a_thread(lambda: (pool.end(1, "b"), pool.end(2, "c"))))
     sig, receivers = connected(Reply("a"), Reply("b"), Reply("c"))
     result = sig.using(pool).send_robust(Shop)
     assert [r for r, _ in result] == receivers
     assert isinstance(result[0][1], Boom)
     assert [v for _, v in result[1:]] == ["b", "c"]
+    assert cancelled == []
 
 
 @pytest.mark.timeout(30)
