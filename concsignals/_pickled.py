@@ -101,7 +101,7 @@ def hand_off_pickled(
             raise
         send.hand_over(i, fut, stoppable)
         handed.append((i, fut))
-        fut.add_done_callback(lambda f, i=i: record(send, i, f))  # type: ignore[misc]
+        fut.add_done_callback(Recorder(send, i))
     return handed
 
 
@@ -148,6 +148,24 @@ def dump_receiver(r: Any, executor: Executor, args: bytes | Exception | None) ->
             f"receiver {r!r} cannot be pickled for {executor!r}, which runs "
             f"receivers in other processes: {err}"
         ) from err
+
+
+class Recorder:
+    """A handed-over call's done-callback: :func:`record`.  It holds the send
+    only until it ran: an executor may keep a finished future (Dask's client
+    keeps its error, whose traceback holds the future), and nothing of the
+    send (sender, arguments) must stay alive through it."""
+
+    __slots__ = ("i", "send")
+
+    def __init__(self, send: Send, i: int) -> None:
+        self.send: Send | None = send
+        self.i = i
+
+    def __call__(self, fut: Future[Any]) -> None:
+        send, self.send = self.send, None
+        if send is not None:
+            record(send, self.i, fut)
 
 
 def record(send: Send, i: int, fut: Future[Any]) -> None:

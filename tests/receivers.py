@@ -199,3 +199,7 @@ class Carried:
 
     def __exit__(self, kind: Any, err: Any, tb: Any) -> None:
         Carried.log.append(("exit", self.name, kind))
+
+
+class Parcel:
+    """A picklable object to send, or send as an argument, and watch die."""

@@ -12,6 +12,7 @@ import gc
 import logging
 import time
 import traceback
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from tests.receivers import (
     Fail,
     Halt,
     Nobody,
+    Parcel,
     Reply,
     Shop,
     Stop,
@@ -375,3 +377,35 @@ def test_a_receiver_that_died_after_the_snapshot_was_read_ends_its_slot(
         backend, sig, executor, Shop, arg=KillsWhenPickled()
     )
     assert result == [(a, "a"), (c, "c")]
+
+
+@pytest.mark.timeout(60)
+def test_nothing_of_a_finished_send_stays_alive(
+    backend: Backend, executor: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once a send returned and its caller dropped the results, neither the
+    sender nor an argument is kept alive by concsignals (a succeeding and a
+    failing receiver, ``send`` and ``send_robust``).  The failure's log
+    record is not kept: pytest's log capture would hold its traceback."""
+    monkeypatch.setattr(logging.getLogger("concsignals"), "disabled", True)
+    sig = Signal()
+    sig.connect(a := Reply("a"))
+    sig.connect(f := Fail("f"))
+    for robust in (False, True):
+        sender, argument = Parcel(), Parcel()
+        alive = [weakref.ref(sender), weakref.ref(argument)]
+        if robust:
+            result = send_robust(backend, sig, executor, sender, parcel=argument)
+            assert [r for r, _ in result] == [a, f]
+            del result
+        else:
+            try:
+                send(backend, sig, executor, sender, parcel=argument)
+            except ValueError as err:
+                # The traceback's frames (the caller's own) hold the sender.
+                err.__traceback__ = None
+            else:
+                pytest.fail("send did not raise")
+        del sender, argument
+        gc.collect()
+        assert [ref() for ref in alive] == [None, None], f"robust={robust}"
