@@ -43,6 +43,7 @@ MODULES = (
     "asyncsend",
     "churn",
     "contention",
+    "delivery",
     "djangosignals",
     "fanout",
     "freethreaded",

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
 
+from .perconnection import SEND_WAYS, Targets, checked_send, connect_delivered
 from .record import (
     AsyncProbe,
     Board,
@@ -605,6 +606,66 @@ class AsyncLoops(Scenario):
             run.spawn("loop", loop_thread)
 
 
+def needs_delivery(factory: SignalFactory) -> str:
+    """Why ``connect(..., via=, wait=, phase=)`` cannot be stressed, or ''."""
+    import concsignals
+
+    if not hasattr(concsignals, "Serial"):
+        return "concsignals has no per-connection delivery (Serial, INLINE)"
+    try:
+        factory().connect(print, via=concsignals.INLINE, wait=True, phase=0)
+    except TypeError as err:
+        return f"{factory.__qualname__}.connect takes no via=/wait=/phase= ({err})"
+    return ""
+
+
+class PerConnection(Scenario):
+    name = "per-connection"
+    title = "receivers on every kind of target and phase, under churn"
+    core = False
+    memory = False  # pools, a loop and Serial workers: too noisy to judge
+
+    def skip_reason(self, factory: SignalFactory, opts: Options) -> str:
+        return needs_delivery(factory)
+
+    def setup(self, run: Run) -> None:
+        signal = run.factory()
+        board = Board()
+        targets = Targets()
+        run.cleanups.append(targets.close)
+        senders = [Sender(f"s{i}") for i in range(3)]
+        choices: list[Sender | None] = [None, None, *senders]
+        run.state["senders"] = senders
+
+        def writer(w: Worker) -> None:
+            own: list[Probe] = []
+            while run.running:
+                if len(own) < 6 and (not own or w.rng.random() < 0.55):
+                    target = w.rng.choice(choices)
+                    probe = connect_delivered(signal, board, w.rng, target, targets)
+                    own.append(probe)
+                else:
+                    probe = own.pop(w.rng.randrange(len(own)))
+                    disconnect_record(run, signal, board, probe.rec)
+                w.writes += 1
+                run.pace(w)
+
+        def sender(w: Worker) -> None:
+            while run.running:
+                how = w.rng.choice(SEND_WAYS)
+                target = w.rng.choice(choices)
+                checked_send(
+                    run.violations, signal, target, board, how, w.rng, targets.fan
+                )
+                w.sends += 1
+
+        writers, senders_n = split_threads(run.opts)
+        for _ in range(max(1, writers // 2)):
+            run.spawn("writer", writer)
+        for _ in range(senders_n):
+            run.spawn("sender", sender)
+
+
 ALL: list[Scenario] = [
     SendersVsWriters(),
     WeakReceiversDying(),
@@ -612,5 +673,6 @@ ALL: list[Scenario] = [
     SenderChurn(),
     ParallelFanout(),
     AsyncLoops(),
+    PerConnection(),
 ]
 BY_NAME = {s.name: s for s in ALL}
