@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from .record import (
@@ -149,6 +149,7 @@ class Targets:
 #: makes.  Async probes go to the loop, where they run as tasks.
 KINDS: tuple[tuple[str, bool, type[DeliveredProbe]], ...] = (
     ("none", True, DeliveredProbe),
+    ("none", False, DeliveredProbe),
     ("inline", True, DeliveredProbe),
     ("pool", True, DeliveredProbe),
     ("serial", True, DeliveredProbe),
@@ -228,7 +229,8 @@ def _own_loop() -> asyncio.AbstractEventLoop:
 def settle(
     v: Violations, ctx: SendContext, results: list[tuple[Any, Any]]
 ) -> list[tuple[Any, Any]]:
-    """Wait for every fire-and-forget Future; judge it; put its value in."""
+    """The results with each fire-and-forget Future (done by now) judged and
+    replaced by the value it stands for."""
     settled = []
     for receiver, response in results:
         probe = probe_of(receiver)
@@ -242,33 +244,35 @@ def settle(
 
 
 def _outcome(v: Violations, ctx: SendContext, rec: Record, fut: Future[Any]) -> Any:
-    try:
-        value = fut.result()
-    except ProbeError as err:
-        if err.token != rec.token or not ctx.raise_ok:
-            v.add("wrong error", f"{rec!r} (wait=False) got {err!r} in its Future")
-        return rec.token  # the probe's own error, where it may raise
-    except BaseException as err:  # anything, so a foreign one is reported
-        v.add("foreign exception", f"{rec!r} (wait=False) Future raised {err!r}")
+    """A cancelled Future says the call was not made (its receiver was
+    disconnected before it began): :func:`check_forgotten` judges that."""
+    if fut.cancelled():
         return rec.token
-    return value
+    err = fut.exception()
+    if err is None:
+        return fut.result()
+    if not isinstance(err, ProbeError):
+        v.add("foreign exception", f"{rec!r} (wait=False): its Future has {err!r}")
+    elif err.token != rec.token or not ctx.raise_ok:
+        v.add("wrong error", f"{rec!r} (wait=False) got {err!r} in its Future")
+    return rec.token  # the probe's own error, where it may raise
 
 
 def check_forgotten(
     v: Violations, ctx: SendContext, sender: object, results: list[tuple[Any, Any]]
 ) -> None:
     """A fire-and-forget call whose receiver stayed connected until its Future
-    resolved must have been made."""
+    was done must have been made; a call made must not be called off."""
     called = {id(rec) for rec, _t in list(ctx.calls)}
-    for receiver, _ in results:
+    for receiver, fut in results:
         probe = probe_of(receiver)
-        if not isinstance(probe, DeliveredProbe) or probe.wait:
+        if probe is None or not isinstance(fut, Future):
             continue
         rec = probe.rec
-        if id(rec) not in called and _connected_throughout(rec, sender, ctx):
-            v.add(
-                "missing", f"{rec!r} (wait=False) stayed connected but was not called"
-            )
+        if fut.cancelled() and id(rec) in called:
+            v.add("lost result", f"{rec!r} (wait=False) was called, Future cancelled")
+        elif id(rec) not in called and _connected_throughout(rec, sender, ctx):
+            v.add("missing", f"{rec!r} (wait=False) stayed connected, was not called")
 
 
 def check_phases(v: Violations, spans: Spans) -> None:
@@ -303,19 +307,21 @@ def checked_send(
     robust = how == "submit" or mode < 0.3
     ctx = SendContext(v, raise_ok=mode < 0.4)
     spans: Spans = []
-    results = error = None
+    raw = error = None
     ctx.s0 = tick()
     try:
         view = signal.using(fan) if how == "fan" else signal
-        named = {"ctx": ctx, "spans": spans}
-        results = settle(v, ctx, deliver(how, view, sender, robust, named))
+        raw = deliver(how, view, sender, robust, {"ctx": ctx, "spans": spans})
+        # Never resolved: this thread stops, and the watchdog says deadlock.
+        wait([f for _, f in raw if isinstance(f, Future)])
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as err:  # anything, so a foreign one is reported
         error = err
-    ctx.s1 = tick()
+    ctx.s1 = tick()  # the send's end: its last fire-and-forget call's
+    results = None if raw is None else settle(v, ctx, raw)
     check_send(ctx, board.records, sender, results, error, robust=robust)
-    if results is not None:
-        check_forgotten(v, ctx, sender, results)
+    if raw is not None:
+        check_forgotten(v, ctx, sender, raw)
     check_phases(v, list(spans))
     error = None  # break the cycle error -> traceback -> this frame -> error

@@ -613,7 +613,9 @@ def needs_delivery(factory: SignalFactory) -> str:
     if not hasattr(concsignals, "Serial"):
         return "concsignals has no per-connection delivery (Serial, INLINE)"
     try:
-        factory().connect(print, via=concsignals.INLINE, wait=True, phase=0)
+        factory().connect(
+            lambda **named: None, weak=False, via=concsignals.INLINE, wait=True, phase=0
+        )
     except TypeError as err:
         return f"{factory.__qualname__}.connect takes no via=/wait=/phase= ({err})"
     return ""
