@@ -12,10 +12,12 @@ each with ``wait=True``/``False`` and with a sync or an ``async def`` probe.
 What a send adds to ``check_send``
 ----------------------------------
 A fire-and-forget slot (``wait=False``) holds a ``Future``.  Before a send is
-checked its Futures are waited for (a Future that never resolves stops the
-thread, and the watchdog calls it a deadlock) and each is judged here: its
-result is the probe's token, or the probe's own ``ProbeError`` when it may
-raise; anything else is a violation.  Then the slot holds the token and
+checked its Futures are waited for with ``concurrent.futures.wait`` (one
+that never resolves stops the thread, and the watchdog calls it a deadlock;
+so does a cancelled one ``wait`` never counts as done) and each is judged:
+its result is the probe's token, or the probe's own ``ProbeError`` when it
+may raise, or it is cancelled because the call was not made; anything else
+is a violation.  Then the slot holds the token and
 ``check_send``'s rules apply as to any slot.  The send counts as ended when
 its last Future resolved (``ctx.s1`` is taken then): a fire-and-forget call
 whose receiver was connected until then must have been made.
@@ -226,6 +228,17 @@ def _own_loop() -> asyncio.AbstractEventLoop:
     return loop
 
 
+def wait_for_futures(results: list[tuple[Any, Any]]) -> None:
+    """Wait, as a user would, until every Future in ``results`` is done.
+
+    One that never is stops this thread, and the watchdog calls it a deadlock
+    with this line on the thread's stack: a call lost on its way, or a Future
+    cancelled without ``set_running_or_notify_cancel()``, which
+    ``concurrent.futures.wait`` never counts as done.
+    """
+    wait([f for _, f in results if isinstance(f, Future)])
+
+
 def settle(
     v: Violations, ctx: SendContext, results: list[tuple[Any, Any]]
 ) -> list[tuple[Any, Any]]:
@@ -312,8 +325,7 @@ def checked_send(
     try:
         view = signal.using(fan) if how == "fan" else signal
         raw = deliver(how, view, sender, robust, {"ctx": ctx, "spans": spans})
-        # Never resolved: this thread stops, and the watchdog says deadlock.
-        wait([f for _, f in raw if isinstance(f, Future)])
+        wait_for_futures(raw)
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as err:  # anything, so a foreign one is reported
