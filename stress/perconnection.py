@@ -6,8 +6,9 @@ Targets
 :class:`Targets` builds one of every kind of target a connection can name
 (``concsignals.INLINE``, a thread pool, a ``Serial`` on its own thread, a
 ``Serial`` running as jobs of the pool, an event loop running in a thread of
-its own) and a second pool that some sends fan out on.  :data:`KINDS` pairs
-each with ``wait=True``/``False`` and with a sync or an ``async def`` probe.
+its own; with ``--executor processes``, a pool of two processes) and a
+second pool that some sends fan out on.  :data:`KINDS` pairs each with
+``wait=True``/``False`` and with a sync or an ``async def`` probe.
 
 What a send adds to ``check_send``
 ----------------------------------
@@ -31,9 +32,11 @@ back no later phase; it is still held back by the calls before it.
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import random
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+import time
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from typing import Any
 
 from .record import (
@@ -58,12 +61,14 @@ Spans = list[tuple[int, int, "DeliveredProbe"]]
 class DeliveredProbe(Probe):
     """A probe that knows its connection's options and times its calls."""
 
-    __slots__ = ("phase", "wait")
+    __slots__ = ("phase", "remote", "wait")
 
     def __init__(self, rec: Record, wait: bool, phase: int) -> None:
         super().__init__(rec)
         self.wait = wait
         self.phase = phase
+        #: Called in another process, where its calls are not recorded.
+        self.remote = False
 
     def __call__(
         self,
@@ -113,9 +118,13 @@ class AsyncDeliveredProbe(DeliveredProbe):
 
 
 class Targets:
-    """One target of every kind, and the pool some sends fan out on."""
+    """One target of every kind, and the pool some sends fan out on.
 
-    def __init__(self) -> None:
+    ``processes``: a pool of two spawned processes too (``--executor
+    processes``), whose calls are not recorded (see ``RemoteProbe``).
+    """
+
+    def __init__(self, processes: bool = False) -> None:
         import concsignals
 
         self.pool = ThreadPoolExecutor(2, thread_name_prefix="stress-via")
@@ -135,6 +144,11 @@ class Targets:
             "serial-on-pool": self.serial_on_pool,
             "loop": self.loop,
         }
+        self.kinds = KINDS
+        self.procs: ProcessPoolExecutor | None = None
+        if processes:
+            self.procs = self.by_name["processes"] = started_process_pool()
+            self.kinds += REMOTE_KINDS
 
     def close(self) -> None:
         """After the run: every call ended, every thread of ours gone."""
@@ -142,6 +156,8 @@ class Targets:
         self.serial_on_pool.shutdown(wait=True)
         self.fan.shutdown(wait=True)
         self.pool.shutdown(wait=True)
+        if self.procs is not None:
+            self.procs.shutdown(wait=True)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join()
         self.loop.close()
@@ -164,7 +180,20 @@ KINDS: tuple[tuple[str, bool, type[DeliveredProbe]], ...] = (
     ("loop", False, DeliveredProbe),
     ("loop", False, AsyncDeliveredProbe),
 )
+REMOTE_KINDS = (
+    ("processes", True, DeliveredProbe),
+    ("processes", False, DeliveredProbe),
+)
 PHASES = (-1, 0, 0, 0, 1, 2)
+
+
+def started_process_pool() -> ProcessPoolExecutor:
+    """Two spawned workers, started now, before the threads run (spawn, not
+    fork: forking while threads hold locks is unsafe)."""
+    procs = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"))
+    for fut in [procs.submit(time.sleep, 0.2) for _ in range(2)]:
+        fut.result()
+    return procs
 
 
 def connect_delivered(
@@ -175,13 +204,14 @@ def connect_delivered(
     targets: Targets,
 ) -> DeliveredProbe:
     """Connect a fresh probe of a random kind and phase; the board keeps it."""
-    via, wait, cls = rng.choice(KINDS)
+    via, wait, cls = rng.choice(targets.kinds)
     phase = rng.choice(PHASES)
     is_async = cls is AsyncDeliveredProbe
     label = f"{'async ' if is_async else ''}probe via={via} wait={wait} phase={phase}"
     rec = Record(label, target, rng.random() < 0.1)
     rec.bound = not is_async and rng.random() < 0.3
     probe = cls(rec, wait, phase)
+    probe.remote = via == "processes"
     board.add(rec, keep=probe)
     rec.connect_call = tick()
     signal.connect(
@@ -226,6 +256,14 @@ def _own_loop() -> asyncio.AbstractEventLoop:
     if loop is None:
         loop = _local.loop = asyncio.new_event_loop()
     return loop
+
+
+def close_own_loop() -> None:
+    """At the end of a sending thread: close the loop its ``asend`` ran on."""
+    loop = getattr(_local, "loop", None)
+    if loop is not None:
+        _local.loop = None
+        loop.close()
 
 
 def wait_for_futures(results: list[tuple[Any, Any]]) -> None:
@@ -279,7 +317,9 @@ def check_forgotten(
     called = {id(rec) for rec, _t in list(ctx.calls)}
     for receiver, fut in results:
         probe = probe_of(receiver)
-        if probe is None or not isinstance(fut, Future):
+        if not isinstance(probe, DeliveredProbe) or not isinstance(fut, Future):
+            continue
+        if probe.remote:  # its calls are not recorded
             continue
         rec = probe.rec
         if fut.cancelled() and id(rec) in called:

@@ -23,7 +23,13 @@ from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
 
-from .perconnection import SEND_WAYS, Targets, checked_send, connect_delivered
+from .perconnection import (
+    SEND_WAYS,
+    Targets,
+    checked_send,
+    close_own_loop,
+    connect_delivered,
+)
 from .record import (
     AsyncProbe,
     Board,
@@ -633,7 +639,7 @@ class PerConnection(Scenario):
     def setup(self, run: Run) -> None:
         signal = run.factory()
         board = Board()
-        targets = Targets()
+        targets = Targets(processes=run.opts.executor == "processes")
         run.cleanups.append(targets.close)
         senders = [Sender(f"s{i}") for i in range(3)]
         choices: list[Sender | None] = [None, None, *senders]
@@ -660,6 +666,7 @@ class PerConnection(Scenario):
                     run.violations, signal, target, board, how, w.rng, targets.fan
                 )
                 w.sends += 1
+            close_own_loop()
 
         writers, senders_n = split_threads(run.opts)
         for _ in range(max(1, writers // 2)):
