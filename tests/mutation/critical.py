@@ -72,7 +72,7 @@ MUTANTS: list[Mutant] = [
         name="executor-failure-in-slot",
         promise="4. send_robust never raises an executor's failure: it lands in the slot",
         file="concsignals/_threads.py",
-        old="            except Exception as err:  # shut down, broken: this slot's outcome\n",
+        old="            except Exception as err:  # shut down, broken, full: this slot's outcome\n",
         new="            except ZeroDivisionError as err:\n",
         tests=("tests/test_behaviour.py",),
     ),
@@ -97,13 +97,17 @@ MUTANTS: list[Mutant] = [
         promise="1/5. a write made by a finalizer in the middle of a write is not lost",
         file="concsignals/_registry.py",
         old=(
-            "            anyone=None if sender is None else base._anyone,\n"
+            "            has_opts=live_opts > 0,\n"
             "        )\n"
             "        if signal._snapshot is not base:\n"
             "            continue\n"
+            "        # -- commit: stores only (see the module docstring) --------------------\n"
+            "        st.index[key] = value\n"
         ),
         new=(
-            "            anyone=None if sender is None else base._anyone,\n        )\n"
+            "            has_opts=live_opts > 0,\n        )\n"
+            "        # -- commit: stores only (see the module docstring) --------------------\n"
+            "        st.index[key] = value\n"
         ),
         tests=("tests/test_signal.py",),
     ),
