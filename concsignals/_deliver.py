@@ -221,12 +221,32 @@ def fire(send: Send, i: int, where: Executor | None) -> None:
     try:
         for _ in Handing(call, where, False).slots([0], False):  # it runs here
             if entry.is_async:
-                _async.call_in_thread(call, 0)
+                run_here(call)
             else:
                 _inline.call(call, 0)
     except BaseException:
         call.close(Why.CANCELLED)
         raise
+
+
+def run_here(call: Send) -> None:
+    """An ``INLINE`` async receiver's fire-and-forget call, in this thread:
+    a task left on the sender's loop (``asend``); in a sync send, to its
+    end before the send returns (no loop stays behind to run it): here, or
+    beside the send's private loop (a loop cannot run inside another)."""
+    loop = _async.running_loop()
+    if loop is None:
+        _async.call_in_thread(call, 0)
+    elif loop is getattr(_async._local, "loop", None):
+        ctx = contextvars.copy_context()  # the helper thread has its own
+
+        async def in_context() -> None:
+            coro = _async.call_async(call, 0)
+            await asyncio.get_running_loop().create_task(coro, context=ctx)
+
+        _async.run_private(in_context)
+    else:
+        _async.hold(loop.create_task(_async.call_async(call, 0)))
 
 
 def _running(call: Send, fut: Future[Any]) -> None:

@@ -29,6 +29,7 @@ would ever run it.  Such a call runs in the sender's thread instead (see
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import threading
 import weakref
@@ -343,7 +344,8 @@ class Serial(Executor):
                     self._cond.wait()
 
     def _after_fork(self) -> None:
-        # The worker is not in the child; its queue's jobs never run there.
+        # Only the forking thread exists in the child: no worker, and the
+        # lock may have been held by one that is gone.
         self._cond = threading.Condition(threading.Lock())
         self._queue = deque()
         self._running = False
@@ -357,9 +359,14 @@ _serials: weakref.WeakSet[Serial] = weakref.WeakSet()
 
 
 def reset_after_fork() -> None:
-    """In a forked child: every Serial starts again, empty."""
+    """In a forked child: every Serial starts again, empty (its worker, and
+    the jobs queued for it, stayed in the parent)."""
     for serial in list(_serials):
         serial._after_fork()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX; Windows has no fork
+    os.register_at_fork(after_in_child=reset_after_fork)
 
 
 def runs_here(target: Executor) -> bool:

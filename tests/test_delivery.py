@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 import concsignals
-from concsignals import INLINE, Serial, Signal, monitoring
+from concsignals import INLINE, Serial, Signal, _threads, monitoring
 from tests.receivers import Shop, echo
 
 pytestmark = pytest.mark.timeout(30)
@@ -472,8 +472,16 @@ def test_a_failure_in_a_phase_begins_no_later_phase(pool: Executor) -> None:
 # -- no deadlock when the target is the sender's own thread ---------------------------
 
 
+@pytest.fixture
+def no_patience(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No time-based fallback: only what concsignals knows of a thread
+    decides where a call runs (see ``_threads.worker_of``)."""
+    monkeypatch.setattr(_threads, "PATIENCE", 1e9)
+
+
+@pytest.mark.timeout(10)
 def test_a_send_on_a_loops_thread_to_that_loop_runs_the_call_there(
-    loop_thread: LoopThread,
+    loop_thread: LoopThread, no_patience: None
 ) -> None:
     sig = Signal()
     sig.connect(here, via=loop_thread.loop)
@@ -511,8 +519,9 @@ def test_asend_on_a_loop_to_that_loop_awaits_without_blocking_it() -> None:
     assert [v[0] for _, v in got] == [threading.current_thread().name] * 2
 
 
+@pytest.mark.timeout(10)
 def test_a_send_from_a_serials_job_to_that_serial_runs_the_call_there(
-    serial: Serial,
+    serial: Serial, no_patience: None
 ) -> None:
     sig = Signal()
     inner = Signal()
@@ -704,3 +713,118 @@ def test_public_names() -> None:
     assert repr(INLINE) == "concsignals.INLINE"
     assert pickle.loads(pickle.dumps(INLINE)) is INLINE
     assert os.getpid()  # (imports used)
+
+
+# -- out of process, Dask, fork -------------------------------------------------------
+
+
+def test_an_async_receiver_on_a_process_pool_runs_to_its_end_there(
+    process_pool: Executor,
+) -> None:
+    from tests.receivers import pid_async
+
+    sig = Signal()
+    sig.connect(pid_async, via=process_pool)
+    [(_, pid)] = sig.send(sender=None)
+    assert isinstance(pid, int) and pid != os.getpid()
+    [(_, pid)] = asyncio.run(sig.asend(sender=None))
+    assert isinstance(pid, int) and pid != os.getpid()
+
+
+@pytest.mark.timeout(120)
+def test_a_dask_client_is_a_target(dask_client: Any) -> None:
+    from tests.receivers import pid_async
+
+    sig = Signal()
+    sig.connect(echo, via=dask_client)
+    sig.connect(pid_async, via=dask_client, wait=False)
+    [(_, got), (_, fut)] = sig.send(sender=None, n=2)
+    assert got == (str(sig), "None", {"n": 2})
+    assert fut.result(60) != os.getpid()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_serial_works_in_a_forked_child(serial: Serial) -> None:
+    from tests.test_fork import in_child
+
+    sig = Signal()
+    sig.connect(here, via=serial)
+    assert sig.send(sender=None)[0][1][0] == "concsignals-serial"  # worker running
+
+    def child() -> str:
+        return str(sig.send(sender=None)[0][1][0])
+
+    assert in_child(child) == "concsignals-serial"
+
+
+# -- deadlines ------------------------------------------------------------------------
+
+
+def test_a_call_still_queued_in_a_serial_at_the_deadline_is_withdrawn(
+    serial: Serial,
+) -> None:
+    ran: list[str] = []
+
+    def queued(sender: Any, **kw: Any) -> None:
+        ran.append("queued")
+
+    sig = Signal()
+    sig.connect(queued, via=serial)
+    go = held_serial(serial)
+    [(_, err)] = sig.using(None, timeout=0.05).send_robust(sender=None)
+    assert isinstance(err, TimeoutError) and "was not started" in str(err)
+    go.set()
+    serial.shutdown()
+    assert ran == []
+
+
+def test_an_async_call_on_another_loop_not_ended_at_the_deadline_is_cancelled(
+    loop_thread: LoopThread,
+) -> None:
+    cancelled = threading.Event()
+
+    async def stuck(sender: Any, **kw: Any) -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    sig = Signal()
+    sig.connect(stuck, via=loop_thread.loop)
+    [(_, err)] = sig.using(None, timeout=0.2).send_robust(sender=None)
+    assert isinstance(err, TimeoutError) and "did not finish" in str(err)
+    assert cancelled.wait(10)
+
+
+# -- fire and forget on every target --------------------------------------------------
+
+
+@pytest.mark.parametrize("how", SENDS)
+@pytest.mark.parametrize("receiver", [here, here_async], ids=["sync", "async"])
+def test_fire_and_forget_runs_on_each_target_with_the_senders_context(
+    how: str, receiver: Any, loop_thread: LoopThread, pool: Executor, serial: Serial
+) -> None:
+    sig = Signal()
+    sig.connect(receiver, via=pool, wait=False, dispatch_uid="pool")
+    sig.connect(receiver, via=loop_thread.loop, wait=False, dispatch_uid="loop")
+    sig.connect(receiver, via=serial, wait=False, dispatch_uid="serial")
+    sig.connect(receiver, via=INLINE, wait=False, dispatch_uid="inline")
+    sig.connect(receiver, wait=False, dispatch_uid="plain")
+    if how == "asend":  # a task left on the sender's loop: await it there
+
+        async def sending() -> list[Any]:
+            token = request_id.set(how)
+            slots = await sig.asend(sender=Shop)
+            request_id.reset(token)
+            return [await asyncio.wrap_future(fut) for _, fut in slots]
+
+        got = asyncio.run(sending())
+    else:
+        got = [fut.result(10) for _, fut in do(sig, how)]
+    threads = [name for name, _ in got]
+    assert threads[0].startswith("pool_")
+    assert threads[1] == "loop-thread"
+    assert threads[2] == "concsignals-serial"
+    assert threads[4].startswith("concsignals")  # the pool concsignals owns
+    assert [ctx for _, ctx in got] == [how] * 5
