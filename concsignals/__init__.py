@@ -4,5 +4,24 @@ from ._signal import Signal, receiver
 from ._view import SignalView
 from .executors import SignalRef
 
-__all__ = ["Signal", "SignalRef", "SignalView", "receiver"]
+__all__ = [
+    "INLINE",
+    "Serial",
+    "Signal",
+    "SignalRef",
+    "SignalView",
+    "receiver",
+]
+
+
+def __getattr__(name: str) -> object:
+    # ``INLINE`` and ``Serial`` need concurrent.futures: loaded on first use,
+    # so ``import concsignals`` stays light.
+    if name in ("INLINE", "Serial"):
+        from . import _targets
+
+        return getattr(_targets, name)
+    raise AttributeError(f"module 'concsignals' has no attribute {name!r}")
+
+
 __version__ = "0.1.0"

@@ -17,8 +17,8 @@ and how the loop waits:
   receivers is one job given to :meth:`Signal._offload_sync` (default: the
   loop's default executor).  An offload that is refused (a shut-down default
   executor) or fails puts its error in each of its slots
-  (``Send.refuse``).  Which executor an entry uses is
-  :meth:`Signal._executor_for`'s answer.
+  (``Send.refuse``).  Connections with options (``via``, ``wait``,
+  ``phase``) take :func:`run_directed` (see ``_deliver.py``).
 
 Waiting: the loop awaits one future that the send resolves when every slot
 has settled (``Send.on_settled``, from any thread).  When the send closes (a
@@ -114,6 +114,18 @@ async def call_async(send: Send, i: int, waiter: Waiter | None = None) -> None:
         if entered is not None:
             exit_all(entered, None)
         send.end(i, value)
+
+
+def call_in_thread(send: Send, i: int) -> None:
+    """A job's body for an async receiver on a thread (a pool's, a Serial's,
+    the sender's for ``INLINE``): its call to its end here, on a loop of its
+    own.  Never raises: a loop already running here is the slot's error."""
+    coro = call_async(send, i)
+    try:
+        asyncio.run(coro)
+    except Exception as err:
+        coro.close()
+        send.refuse(i, err)
 
 
 def run_each(send: Send, work: list[tuple[int, contextvars.Context]]) -> None:
@@ -280,10 +292,7 @@ async def hand_over(send: Send, waiter: Waiter, executor: Executor | None) -> No
     ordered = in_order and sync_first(send)
     if ordered or not all(e.is_async for e in send.entries):
         send.on_begin = waiter.began  # some call waits for others to begin
-    where = [
-        None if e.is_async else send.signal._executor_for(e, executor)
-        for e in send.entries
-    ]
+    where = [None if e.is_async else executor for e in send.entries]
     # Pickled before anything begins: ``send`` raises a pickling error first.
     pickled: dict[Executor, list[int]] = {}
     for i, ex in enumerate(where):
@@ -413,15 +422,22 @@ async def run(
 _local = threading.local()  # .loop: the private loop this thread is running
 
 
-def send_from_sync(send: Send, executor: Executor | None) -> Responses:
-    """A sync send with async receivers: via ``signal._run_coroutine``."""
+Runner = Callable[[Send, "Executor | None", bool], Coroutine[Any, Any, Responses]]
+
+
+def send_from_sync(
+    send: Send, executor: Executor | None, runner: Runner | None = None
+) -> Responses:
+    """A sync send with async receivers: ``runner`` (default :func:`run`)
+    via ``signal._run_coroutine``."""
     refuse_in_running_loop(send)
     if executor is not None and executors.running_on(executor):
         executor = None
     walking = executor is None
+    go = run if runner is None else runner
 
     def make() -> Coroutine[Any, Any, Responses]:
-        return run(send, executor, walking)
+        return go(send, executor, walking)
 
     return send.signal._run_coroutine(make)
 

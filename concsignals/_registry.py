@@ -59,6 +59,7 @@ from ._snapshot import (
 
 if TYPE_CHECKING:
     from ._signal import Signal
+    from ._targets import Delivery
 
 #: Compact when garbage reaches this many entries and half of what is stored.
 MIN_GARBAGE = 16
@@ -123,12 +124,19 @@ class Request:
     :func:`connect_locked` connects, and (in a ``_replace.Wanted``) what
     ``_replace.replace_locked`` publishes."""
 
-    __slots__ = ("get", "hold", "is_async", "key", "uid")
+    __slots__ = ("get", "hold", "is_async", "key", "opts", "uid")
 
     def __init__(
-        self, key: Any, uid: object, get: Getter, hold: object, is_async: bool
+        self,
+        key: Any,
+        uid: object,
+        get: Getter,
+        hold: object,
+        is_async: bool,
+        opts: Delivery | None = None,
     ) -> None:
         self.key = key
+        self.opts = opts
         self.uid = uid
         self.get = get
         self.hold = hold
@@ -167,7 +175,7 @@ def connect_locked(
         else:
             sender_get = cur.sender_get
         cls = AsyncEntry if is_async else Entry
-        entry = cls(req.get, sender_get, st.seq, req.hold)
+        entry = cls(req.get, sender_get, st.seq, req.hold, req.opts)
         one = (entry,)
         value: Any = entry
         if resolved is not None:
@@ -190,6 +198,7 @@ def connect_locked(
         if sender is not None:
             live_own += 1
         live_async = st.live_async + is_async
+        live_opts = st.live_opts + (req.opts is not None)
         new = Snapshot(
             st,
             base.n_any + (sender is None),
@@ -197,6 +206,7 @@ def connect_locked(
             has_async=live_async > 0,
             routed=live_own > 0,
             anyone=None if sender is None else base._anyone,
+            has_opts=live_opts > 0,
         )
         if signal._snapshot is not base:
             continue
@@ -216,6 +226,7 @@ def connect_locked(
         st.tombstones = tombstones
         st.live_own = live_own
         st.live_async = live_async
+        st.live_opts = live_opts
         signal._snapshot = new
         # -- committed ---------------------------------------------------------
         if isinstance(stale, Entry):
@@ -249,6 +260,7 @@ def disconnect_locked(
             bucket = tuple([p for p in resolved[0] if p[1] is not entry])
         live_own = st.live_own - (route is not None)
         live_async = st.live_async - entry.is_async
+        live_opts = st.live_opts - (entry.opts is not None)
         route_live = 0 if route is None else route.live - 1
         size, tombstones = st.size, st.tombstones + 1
         if route is not None and route_live == 0:
@@ -263,6 +275,7 @@ def disconnect_locked(
             has_async=live_async > 0,
             routed=live_own > 0,
             anyone=None if route is None else base._anyone,
+            has_opts=live_opts > 0,
         )
         hold = entry.hold
         if signal._snapshot is not base:
@@ -285,6 +298,7 @@ def disconnect_locked(
         st.tombstones = tombstones
         st.live_own = live_own
         st.live_async = live_async
+        st.live_opts = live_opts
         signal._snapshot = new
         # -- committed ---------------------------------------------------------
         released += [base, hold, resolved, route]
@@ -348,6 +362,7 @@ def whole(fresh: State) -> Snapshot:
         fresh.seq,
         has_async=fresh.live_async > 0,
         routed=fresh.live_own > 0,
+        has_opts=fresh.live_opts > 0,
     )
 
 
@@ -387,7 +402,7 @@ def with_routes(fresh: State, own: dict[Any, list[Entry]]) -> State:
             fresh.routes[skey] = entries[0]
     fresh.live_own = sum(map(len, own.values()))
     fresh.size = len(fresh.anylog) + fresh.live_own
-    fresh.live_async = sum(
-        e.is_async for entries in (fresh.anylog, *own.values()) for e in entries
-    )
+    everyone = (fresh.anylog, *own.values())
+    fresh.live_async = sum(e.is_async for entries in everyone for e in entries)
+    fresh.live_opts = sum(e.opts is not None for entries in everyone for e in entries)
     return fresh

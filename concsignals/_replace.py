@@ -125,7 +125,7 @@ def replace_locked(
             r, entry = w.request, w.origin
             if entry is None or entry.seq <= last or not _current(st, r.key, entry):
                 cls = AsyncEntry if r.is_async else Entry
-                entry = cls(r.get, w.sender_get, fresh.seq, r.hold)
+                entry = cls(r.get, w.sender_get, fresh.seq, r.hold, r.opts)
                 fresh.seq += 1
                 if not entry.is_live():
                     continue  # its sender died meanwhile
@@ -166,7 +166,8 @@ def as_published_locked(signal: Signal, released: list[object]) -> None:
     connections, keeping their entries, in a fresh state.  O(entries held).
     """
     wanted = [
-        Wanted(Request(c.key, c.uid, c.entry.get, c.entry.hold, c.entry.is_async),
+        Wanted(Request(c.key, c.uid, c.entry.get, c.entry.hold, c.entry.is_async,
+                       c.entry.opts),
                c.entry.sender_get, c.entry)
         for c in connections(signal._snapshot)
     ]  # fmt: skip

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _inline, _threads, executors, monitoring
 from ._send import Responses, Send, Why
-from ._snapshot import any_live_async
+from ._snapshot import any_live_async, any_options
 
 if TYPE_CHECKING:
     from concurrent.futures import Executor, Future
@@ -43,6 +43,15 @@ def watched(send: Send, executor: Executor | None) -> Responses:
 
 
 def unwatched(send: Send, executor: Executor | None) -> Responses:
+    if directed(send):
+        from . import _deliver
+
+        if _deliver.needs_loop(send.entries, executor):
+            from . import _async
+
+            return _async.send_from_sync(send, executor, _deliver.arun)
+        _deliver.run(send, executor)
+        return send.assemble()
     if any_live_async(send.entries):  # dead async ones need no loop
         from . import _async
 
@@ -60,18 +69,25 @@ def unwatched(send: Send, executor: Executor | None) -> Responses:
 
 async def arun(send: Send, executor: Executor | None) -> Responses:
     """``asend``: run ``send`` on the running loop."""
-    from . import _async
-
+    if directed(send):
+        from ._deliver import arun as go
+    else:
+        from ._async import run as go
     watch = monitoring.watch(send, executor) if monitoring.installed else None
     if watch is None:
-        return await _async.run(send, executor)
+        return await go(send, executor)
     try:  # monitor: send began, send ended
-        responses = await _async.run(send, executor)
+        responses = await go(send, executor)
     except BaseException as err:
         watch.finish(send, err)
         raise
     watch.finish(send, None)
     return responses
+
+
+def directed(send: Send) -> bool:
+    """Whether a connection of ``send`` has options (``_deliver``'s driver)."""
+    return send.signal._snapshot.has_opts and any_options(send.entries)
 
 
 # -- submit -------------------------------------------------------------------
@@ -105,6 +121,7 @@ def submit(send: Send, executor: Executor | None) -> Future[Responses]:
         executor is not None
         and send.deadline is None
         and not any(e.is_async for e in send.entries)
+        and not directed(send)
     ):
         start_gathered(send, executor, outer)
     else:

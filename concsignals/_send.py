@@ -161,6 +161,7 @@ class Send:
         "robust",
         "sender",
         "signal",
+        "stage",
         "state",
         "timeout",
         "unsettled",
@@ -190,6 +191,8 @@ class Send:
         self.state: list[Outcome] = [NOT_BEGUN] * n
         self.receivers: list[Receiver | None] = [None] * n
         self.unsettled = n
+        #: The slots ``unsettled`` counts (``enter``); ``None``: all of them.
+        self.stage: frozenset[int] | None = None
         self.fatal: BaseException | None = None
         #: Calls handed to executors and not yet cancelled (``hand_over``).
         self.handed: list[Handed] = []
@@ -324,6 +327,17 @@ class Send:
             self._close_locked(why, -1)
         self._after_close(everything)
 
+    def enter(self, slots: Sequence[int]) -> None:
+        """From now on only ``slots`` count as unsettled: ``on_settled``
+        means they all settled.  A send whose connections have phases
+        enters each phase's slots in turn (see ``_deliver.py``); the slots
+        of a phase are all ``NOT_BEGUN`` when it is entered."""
+        with self.lock:
+            self.stage = frozenset(slots)
+            self.unsettled = sum(
+                self.state[i] is NOT_BEGUN or self.state[i] is RUNNING for i in slots
+            )
+
     # -- handing over -----------------------------------------------------------
 
     def hand_over(self, i: int, fut: Future[Any], stops: bool = True) -> None:
@@ -358,7 +372,9 @@ class Send:
 
     def _settle_locked(self, i: int, out: Outcome) -> None:
         self.state[i] = out
-        self.unsettled -= 1
+        stage = self.stage
+        if stage is None or i in stage:
+            self.unsettled -= 1
 
     def _close_locked(self, why: Why, cut: int) -> bool:
         self.cut = min(self.cut, cut)
@@ -368,8 +384,7 @@ class Send:
         state = self.state
         for i, s in enumerate(state):
             if s is NOT_BEGUN:
-                state[i] = CLOSED
-                self.unsettled -= 1
+                self._settle_locked(i, CLOSED)
         return True
 
     def _after_close(self, everything: bool = False) -> None:

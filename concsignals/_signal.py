@@ -40,10 +40,10 @@ from . import _fork, _inline, _registry, _run, monitoring
 from ._callables import accepts_kwargs, is_async_receiver
 from ._send import Send
 from ._snapshot import (
-    Entry,
     Receiver,
     Snapshot,
     any_live_async,
+    any_options,
     empty,
     receiver_getter,
 )
@@ -112,23 +112,41 @@ class Signal:
         sender: object = None,
         weak: bool = True,
         dispatch_uid: object = None,
+        *,
+        via: object = None,
+        wait: bool = True,
+        phase: int = 0,
     ) -> None:
         """Connect ``receiver`` to this signal, for ``sender`` or (``None``) any.
 
-        Idempotent per (``dispatch_uid`` or receiver, sender).  A bound method
-        sender is identified by its object and function, as in Django.  A
-        receiver that is not callable, lacks ``**kwargs`` or cannot be weakly
-        referenced (with ``weak=True``) is refused and nothing changes.
+        Idempotent per (``dispatch_uid`` or receiver, sender): connecting
+        again changes nothing, options included.  A bound method sender is
+        identified by its object and function, as in Django.  A receiver that
+        is not callable, lacks ``**kwargs``, cannot be weakly referenced
+        (with ``weak=True``) or cannot be pickled for an out-of-process
+        ``via`` is refused and nothing changes.
+
+        Where and when its calls run (see "Where receivers run" in the docs):
+        ``via`` (``None``: where the send runs its calls; ``concsignals.INLINE``,
+        an executor, an event loop, a ``concsignals.Serial``), ``wait``
+        (``False``: the send does not wait; the response is a Future of the
+        call's result) and ``phase`` (lower phases end before higher ones
+        begin).
 
         Concurrency: atomic, O(1) amortised.  A send that begins after
         ``connect`` returns calls the receiver; a send already under way does
         not.
         """
         check_receiver(receiver)
+        opts = None
+        if via is not None or wait is not True or phase != 0:
+            from . import _targets  # only for options: keeps imports light
+
+            opts = _targets.options(receiver, via, wait, phase)
         is_async = is_async_receiver(receiver)
         get, hold = receiver_getter(receiver, weak, self._notice)
         key = _registry.lookup_key(receiver, sender, dispatch_uid)
-        req = _registry.Request(key, dispatch_uid, get, hold, is_async)
+        req = _registry.Request(key, dispatch_uid, get, hold, is_async, opts)
         released: list[object] = []
         while True:  # again only if another writer changed this uid's bucket
             resolved = None
@@ -245,7 +263,11 @@ class Signal:
         entries = snap.lookup(sender)
         if not entries:
             return []
-        if self._executor is not None or (snap.has_async and any_live_async(entries)):
+        if (
+            self._executor is not None
+            or (snap.has_async and any_live_async(entries))
+            or (snap.has_opts and any_options(entries))
+        ):
             return _run.run(Send(self, entries, sender, named), self._executor)
         if _monitored:  # monitor: the inline loop, reporting as it goes
             return _inline.send_watched(self, entries, sender, named, False)
@@ -262,10 +284,15 @@ class Signal:
         A ``BaseException`` that is not an ``Exception`` propagates, once every
         call the send began has ended.
         """
-        entries = self._snapshot.lookup(sender)
+        snap = self._snapshot
+        entries = snap.lookup(sender)
         if not entries:
             return []
-        if self._executor is None and not any(e.is_async for e in entries):
+        if (
+            self._executor is None
+            and not any(e.is_async for e in entries)
+            and not (snap.has_opts and any_options(entries))
+        ):
             if _monitored:  # monitor: the inline loop, reporting as it goes
                 return _inline.send_watched(self, entries, sender, named, True)
             return _inline.call_robust(self, entries, sender, named)
@@ -338,12 +365,6 @@ class Signal:
     #: Django starts its async receivers together with the job of its sync
     #: ones (``asyncio.gather``).
     _begins_in_order: ClassVar[bool] = True
-
-    def _executor_for(self, entry: Entry, executor: Executor | None) -> Executor | None:
-        """The executor that runs ``entry``'s call in a send on ``executor``
-        (``None``: inline, or off the loop for ``asend``).  Override to give a
-        receiver an executor of its own; the default keeps the send's."""
-        return executor
 
     def _offload_sync(self, job: Callable[[], T]) -> Awaitable[T]:
         """How ``asend`` (no executor) runs a job of sync receivers off the

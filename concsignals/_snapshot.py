@@ -81,7 +81,10 @@ import itertools
 import types
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+if TYPE_CHECKING:
+    from ._targets import Delivery
 
 Receiver: TypeAlias = Callable[..., Any]
 Getter: TypeAlias = Callable[[], Any]
@@ -139,7 +142,7 @@ class Entry:
     methods ``is_for`` and ``entries_for``.
     """
 
-    __slots__ = ("cache", "get", "hold", "sender_get", "seq")
+    __slots__ = ("cache", "get", "hold", "opts", "sender_get", "seq")
 
     #: Fixed at connect: :class:`AsyncEntry` for async receivers.
     is_async = False
@@ -147,7 +150,12 @@ class Entry:
     live = 1
 
     def __init__(
-        self, get: Getter, sender_get: Getter | None, seq: int, hold: object
+        self,
+        get: Getter,
+        sender_get: Getter | None,
+        seq: int,
+        hold: object,
+        opts: Delivery | None = None,
     ) -> None:
         self.get = get
         #: The strong reference of a ``weak=False`` receiver, else ``None``.
@@ -158,6 +166,8 @@ class Entry:
         self.seq = seq
         #: As a route: ``(anyone tuple, upto, merged tuple)``, or ``None``.
         self.cache: Cache | None = None
+        #: ``connect(via=, wait=, phase=)``; ``None``: all three the defaults.
+        self.opts = opts
 
     def is_live(self) -> bool:
         """Connected, receiver alive, and sender (if any) alive."""
@@ -203,6 +213,12 @@ def any_live_async(entries: Sequence[Entry]) -> bool:
     this is false it stays false for that tuple.
     """
     return any(e.is_async and e.get() is not None for e in entries)
+
+
+def any_options(entries: Sequence[Entry]) -> bool:
+    """Whether an entry of ``entries`` has options (``connect(via=...)``,
+    ``wait=``, ``phase=``): its send takes ``_deliver``'s driver."""
+    return any(e.opts is not None for e in entries)
 
 
 class Route:
@@ -269,6 +285,7 @@ class State:
         "anylog",
         "index",
         "live_async",
+        "live_opts",
         "live_own",
         "routes",
         "seq",
@@ -289,13 +306,23 @@ class State:
         self.tombstones = 0  # of those, known disconnected or replaced
         self.live_async = 0  # connected async entries (deaths not subtracted)
         self.live_own = 0  # connected sender-specific entries (likewise)
+        self.live_opts = 0  # connected entries with options (likewise)
 
 
 class Snapshot:
     """All a send reads: a state, seen up to fixed bounds.  Never changes
     what it shows once published (see the module docstring)."""
 
-    __slots__ = ("_anyone", "has_async", "inline", "n_any", "routed", "state", "upto")
+    __slots__ = (
+        "_anyone",
+        "has_async",
+        "has_opts",
+        "inline",
+        "n_any",
+        "routed",
+        "state",
+        "upto",
+    )
 
     def __init__(
         self,
@@ -306,6 +333,7 @@ class Snapshot:
         has_async: bool,
         routed: bool,
         anyone: tuple[Entry, ...] | None = None,
+        has_opts: bool = False,
     ) -> None:
         self.state = state
         self.n_any = n_any
@@ -313,14 +341,17 @@ class Snapshot:
         self.has_async = has_async
         #: Whether some sender has connected entries of its own.
         self.routed = routed
+        #: Whether some connection has options (``Entry.opts``).
+        self.has_opts = has_opts
         if n_any == 0:
             anyone = ()
         self._anyone = anyone
         #: What an inline send calls for every sender, when that is the same
-        #: for all of them (no sender routes) and every receiver is sync:
+        #: for all of them (no sender routes), every receiver is sync and no
+        #: connection has options:
         #: ``Signal.send``'s fast path.  Otherwise, or until a send has built
         #: it (see :meth:`anyone`), ``None``.
-        self.inline = None if routed or has_async else anyone
+        self.inline = None if routed or has_async or has_opts else anyone
 
     @property
     def entries(self) -> tuple[Entry, ...]:
@@ -341,6 +372,7 @@ class Snapshot:
             self.upto,
             has_async=self.has_async,
             routed=self.routed,
+            has_opts=self.has_opts,
         )
 
     def anyone(self) -> tuple[Entry, ...]:
@@ -350,7 +382,7 @@ class Snapshot:
             visible = self.state.anylog[: self.n_any]
             found = tuple([e for e in visible if e.get() is not None])
             self._anyone = found
-            if not (self.routed or self.has_async):
+            if not (self.routed or self.has_async or self.has_opts):
                 self.inline = found
         return found
 

@@ -46,6 +46,7 @@ import contextlib
 import contextvars
 import threading
 import weakref
+from collections.abc import Callable
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
@@ -67,30 +68,33 @@ PATIENCE = 0.05
 learned = threading.local()
 
 Job = tuple[int, "Future[Any]", contextvars.Context]
+#: What a job runs: call ``i`` of a send, through the gate; never raises.
+Call = Callable[[Send, int], None]
 
 
-def start(send: Send, executor: Executor, slots: range | list[int]) -> list[Job]:
-    """Submit one job per slot, in order; a slot whose submit fails gets the
-    executor's error as its outcome."""
+def start(
+    send: Send, executor: Executor, slots: range | list[int], job: Call = call
+) -> list[Job]:
+    """Submit one job per slot, in order (``job``: what runs the call there,
+    through the gate); a slot whose submit fails gets the executor's error
+    as its outcome.  A bounded :class:`~concsignals.Serial` waits for room
+    until the send's deadline."""
     jobs: list[Job] = []
     me = threading.get_ident()
-    base = executors.on_pools.get()
-    signal = send.signal
-    current: Executor | None = None
-    token = None
+    token = executors.on_pools.set((*executors.on_pools.get(), executor))
+    until = getattr(executor, "submit_until", None)
     try:
         for i in slots:
-            ex = signal._executor_for(send.entries[i], executor) or executor
-            if ex is not current:
-                if token is not None:
-                    executors.on_pools.reset(token)
-                token = executors.on_pools.set((*base, ex))
-                current = ex
             ctx = contextvars.copy_context()
             try:
-                fut = ex.submit(ctx.run, work, ex, me, send, i)
-            except Exception as err:  # shut down, broken: this slot's outcome
-                refused(send, i, err)
+                if until is not None:
+                    fut = until(
+                        send.deadline, ctx.run, work, executor, me, send, i, job
+                    )
+                else:
+                    fut = executor.submit(ctx.run, work, executor, me, send, i, job)
+            except Exception as err:  # shut down, broken, full: this slot's outcome
+                send.refuse(i, err)
                 continue
             send.hand_over(i, fut)
             jobs.append((i, fut, ctx))
@@ -98,12 +102,11 @@ def start(send: Send, executor: Executor, slots: range | list[int]) -> list[Job]
         send.close(Why.CANCELLED)
         raise
     finally:
-        if token is not None:
-            executors.on_pools.reset(token)
+        executors.on_pools.reset(token)
     return jobs
 
 
-def work(pool: Executor, submitter: int, send: Send, i: int) -> None:
+def work(pool: Executor, submitter: int, send: Send, i: int, job: Call = call) -> None:
     """The job of call ``i`` on ``pool``: note this thread as one of
     ``pool``'s workers, then make the call.  A job run by the submitting
     thread itself (an executor that runs jobs in the caller) notes nothing."""
@@ -114,19 +117,23 @@ def work(pool: Executor, submitter: int, send: Send, i: int) -> None:
         if pool not in pools:
             with contextlib.suppress(TypeError):  # no weak reference: unknown
                 pools.add(pool)
-    call(send, i)
+    job(send, i)
 
 
 def worker_of(executor: Executor) -> bool | None:
     """Whether this thread is a worker of ``executor`` (``None``: unknown).
 
     True: concsignals' mark says so (``executors.running_on``), or a job of
-    concsignals ran on this thread for ``executor``.  False: the main thread,
-    and the workers of the pool concsignals owns (for any other executor):
-    they are no worker of a user's pool.
+    concsignals ran on this thread for ``executor``.  A target of
+    concsignals' own (a Serial, an event loop: ``_targets.py``) knows.
+    False: the main thread, and the workers of the pool concsignals owns
+    (for any other executor): they are no worker of a user's pool.
     """
     if executors.running_on(executor):
         return True
+    runs_here = getattr(executor, "runs_here", None)
+    if runs_here is not None:  # a target of concsignals' own: it knows
+        return bool(runs_here())
     pools = getattr(learned, "pools", None)
     if pools is not None and executor in pools:
         return True
@@ -135,12 +142,6 @@ def worker_of(executor: Executor) -> bool | None:
     if executors.on_owned_worker() and not executors.is_owned(executor):
         return False
     return None
-
-
-def refused(send: Send, i: int, err: Exception) -> None:
-    """The executor refused call ``i``: that is its outcome, if it may begin."""
-    if send.begin(i) is not None:
-        send.end(i, err=err)
 
 
 def steal(send: Send, jobs: list[Job]) -> None:

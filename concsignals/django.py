@@ -189,7 +189,7 @@ class Signal(_signal.Signal):
             if sender is None:
                 return None
             sender_get = sender_getter(sender, self._notice)
-        want = _registry.Request(conn.key, conn.uid, get, hold, is_async)
+        want = _registry.Request(conn.key, conn.uid, get, hold, is_async, origin.opts)
         return _replace.Wanted(want, sender_get, origin)
 
     # -- connecting ---------------------------------------------------------------
@@ -200,12 +200,18 @@ class Signal(_signal.Signal):
         sender: object = None,
         weak: bool = True,
         dispatch_uid: object = None,
+        *,
+        via: object = None,
+        wait: bool = True,
+        phase: int = 0,
     ) -> None:
         """:meth:`concsignals.Signal.connect`, under the name Django's checks know.
 
         Concurrency: atomic, as ``concsignals.Signal.connect``.
         """
-        super().connect(receiver, sender, weak, dispatch_uid)
+        super().connect(
+            receiver, sender, weak, dispatch_uid, via=via, wait=wait, phase=phase
+        )
 
     # The system check framework names a pending lazy ``connect`` (a
     # ModelSignal receiver for a model that never loaded) by the function's
@@ -228,7 +234,7 @@ class Signal(_signal.Signal):
             entries = snap.lookup(sender)
         if not entries:  # nobody to call (Django returns at once too)
             return []
-        if self._executor is not None:
+        if self._executor is not None or snap.has_opts:  # concsignals' rules
             return super().send(sender, **named)
         if snap.has_async or _signal._monitored or _patched(self):
             # The engine's send; the sync receivers called from this frame.
@@ -260,7 +266,7 @@ class Signal(_signal.Signal):
         entries = snap.lookup(sender)
         if not entries:
             return []
-        if self._executor is not None:
+        if self._executor is not None or snap.has_opts:  # concsignals' rules
             return super().send_robust(sender, **named)
         if snap.has_async or _signal._monitored or _patched(self):
             # The engine's send; the sync receivers called from this frame.
@@ -293,7 +299,7 @@ class Signal(_signal.Signal):
         first.  Lock-free; on a failure, or when the awaiting task is
         cancelled, no further call begins and every call begun is awaited.
         """
-        if self._executor is not None:
+        if self._executor is not None or self._snapshot.has_opts:
             return await super().asend(sender, **named)
         entries = _djangosend.grouped(self, sender, _patched(self))
         if not entries:
@@ -304,7 +310,7 @@ class Signal(_signal.Signal):
         """Django's ``asend_robust``: as :meth:`asend`, every receiver runs and
         each ``Exception`` is logged and returned in its slot.
         """
-        if self._executor is not None:
+        if self._executor is not None or self._snapshot.has_opts:
             return await super().asend_robust(sender, **named)
         entries = _djangosend.grouped(self, sender, _patched(self))
         if not entries:

@@ -356,13 +356,23 @@ def call_pickled(
     if carriers:  # monitor: the monitors' carriers, entered in the worker
         entered = _carriers.enter_all(_carriers.unpickle_all(carriers))
         try:
-            value = receiver(signal=signal, sender=sender, **named)
+            value = _awaited(receiver(signal=signal, sender=sender, **named))
         except BaseException as err:
             _carriers.exit_all(entered, err)
             raise
         _carriers.exit_all(entered, None)
         return value
-    return receiver(signal=signal, sender=sender, **named)
+    return _awaited(receiver(signal=signal, sender=sender, **named))
+
+
+def _awaited(value: Any) -> Any:
+    """An async receiver's coroutine, run to its end here on a loop of its
+    own (a worker process has none); any other value as it is."""
+    if type(value).__name__ != "coroutine":
+        return value
+    import asyncio  # only for async receivers: the worker stays light
+
+    return asyncio.run(value)
 
 
 def dumps_args(signal: object, sender: object, named: dict[str, Any]) -> bytes:

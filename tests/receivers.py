@@ -203,3 +203,8 @@ class Carried:
 
 class Parcel:
     """A picklable object to send, or send as an argument, and watch die."""
+
+
+async def pid_async(signal: Any, sender: Any, **named: Any) -> int:
+    """An async receiver that reports the process it ran in."""
+    return os.getpid()

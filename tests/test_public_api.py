@@ -9,6 +9,8 @@ import concsignals
 
 def test_all_is_pinned():
     assert sorted(concsignals.__all__) == [
+        "INLINE",
+        "Serial",
         "Signal",
         "SignalRef",
         "SignalView",
@@ -26,13 +28,20 @@ def test_django_signatures():
     assert params["use_caching"].default is False
     assert params["executor"].kind is inspect.Parameter.KEYWORD_ONLY
     assert params["executor"].default is None
-    assert list(sig(S.connect).parameters) == [
+    connect = sig(S.connect).parameters
+    assert list(connect) == [
         "self",
         "receiver",
         "sender",
         "weak",
         "dispatch_uid",
+        "via",
+        "wait",
+        "phase",
     ]
+    for name, default in (("via", None), ("wait", True), ("phase", 0)):
+        assert connect[name].kind is inspect.Parameter.KEYWORD_ONLY
+        assert connect[name].default == default
     assert list(sig(S.disconnect).parameters) == [
         "self",
         "receiver",

@@ -1310,24 +1310,6 @@ def test_a_uid_bucket_survives_compaction():
     del kept, gone
 
 
-def test_the_executor_hook_is_asked_with_the_sends_executor():
-    """``Signal._executor_for(entry, executor)`` gets the send's executor."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    asked: list[Any] = []
-
-    class PerReceiver(Signal):
-        def _executor_for(self, entry: Any, executor: Any) -> Any:
-            asked.append(executor)
-            return executor
-
-    sig = PerReceiver()
-    sig.connect(make_receiver("a"), weak=False)
-    with ThreadPoolExecutor(1) as pool:
-        assert [t for _, t in sig.using(pool).send(sender=None)] == ["a"]
-    assert asked == [pool]
-
-
 @pytest.mark.parametrize("how", ["plain", "executor", "monitored"])
 def test_the_fast_path_of_a_repeated_send_does_what_the_first_send_does(how: str):
     """A snapshot builds its any-sender tuple on the first send; the sends

@@ -72,7 +72,7 @@ MUTANTS: list[Mutant] = [
         name="executor-failure-in-slot",
         promise="4. send_robust never raises an executor's failure: it lands in the slot",
         file="concsignals/_threads.py",
-        old="            except Exception as err:  # shut down, broken: this slot's outcome\n",
+        old="            except Exception as err:  # shut down, broken, full: this slot's outcome\n",
         new="            except ZeroDivisionError as err:\n",
         tests=("tests/test_behaviour.py",),
     ),
@@ -97,13 +97,17 @@ MUTANTS: list[Mutant] = [
         promise="1/5. a write made by a finalizer in the middle of a write is not lost",
         file="concsignals/_registry.py",
         old=(
-            "            anyone=None if sender is None else base._anyone,\n"
+            "            has_opts=live_opts > 0,\n"
             "        )\n"
             "        if signal._snapshot is not base:\n"
             "            continue\n"
+            "        # -- commit: stores only (see the module docstring) --------------------\n"
+            "        st.index[key] = value\n"
         ),
         new=(
-            "            anyone=None if sender is None else base._anyone,\n        )\n"
+            "            has_opts=live_opts > 0,\n        )\n"
+            "        # -- commit: stores only (see the module docstring) --------------------\n"
+            "        st.index[key] = value\n"
         ),
         tests=("tests/test_signal.py",),
     ),
@@ -220,5 +224,38 @@ MUTANTS: list[Mutant] = [
         old="    _owned_lock = threading.Lock()\n    _owned = None\n",
         new="    _owned_lock = threading.Lock()\n",
         tests=("tests/test_fork.py", "-k", "submit"),
+    ),
+    Mutant(
+        name="gate-at-pickup",
+        promise="10. the begin gate runs where the call begins: a receiver "
+        "disconnected while its call waits on its target is not called",
+        file="concsignals/_deliver.py",
+        old="                self._started(where, _threads.start(send, where, [i]))\n",
+        # The job holds the receiver read at hand-off, as psygnal's queue does.
+        new=(
+            "                got = send.entries[i].get()\n"
+            "                self._started(where, _threads.start(send, where, [i], "
+            "lambda s, j: got(signal=s.signal, sender=s.sender) "
+            "if s.begin(j) is None else s.end(j, got(signal=s.signal, "
+            "sender=s.sender))))\n"
+        ),
+        tests=("tests/test_delivery.py", "-k", "disconnected_while_its_call_waits"),
+    ),
+    Mutant(
+        name="phase-barrier",
+        promise="10. every call of a lower phase ends before a higher phase begins",
+        file="concsignals/_deliver.py",
+        old="    if len(distinct) == 1:\n",
+        new="    if True:\n",
+        tests=("tests/test_delivery.py", "-k", "phase"),
+    ),
+    Mutant(
+        name="self-target-runs-here",
+        promise="10. a call whose target is the sender's own thread runs there "
+        "(no deadlock by construction)",
+        file="concsignals/_targets.py",
+        old="        return aio is not None and aio.events._get_running_loop() is self.loop\n",
+        new="        return False\n",
+        tests=("tests/test_delivery.py", "-k", "loops_thread_to_that_loop_runs"),
     ),
 ]
