@@ -278,8 +278,9 @@ def _resolve(call: Send, fut: Future[Any], watch: Any) -> None:
             fut.set_result(out.value)
         elif isinstance(out, Failed):
             fut.set_exception(out.err)
-        elif not responses:
-            fut.cancel()  # not made: disconnected before it began
+        elif not responses:  # not made: disconnected before it began
+            fut.cancel()
+            fut.set_running_or_notify_cancel()  # wait() and as_completed() see it
 
 
 # -- the sync driver ----------------------------------------------------------------

@@ -283,6 +283,7 @@ class Serial(Executor):
             if self._shut:
                 raise RuntimeError(f"cannot submit to {self!r} after shutdown")
             self._queue.append((fut, fn, args))
+            self._cond.notify_all()  # an idle worker waits for it
             start = not self._running
             self._running = True
         if start:

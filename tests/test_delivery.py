@@ -393,6 +393,9 @@ def test_a_fire_and_forget_call_disconnected_before_it_began_is_cancelled(
         fut.result(10)
     assert fut.cancelled(), raised.value
     assert called == []
+    from concurrent.futures import wait
+
+    assert wait([fut], timeout=10).done == {fut}  # as_completed/wait see it
 
 
 def test_cancelling_a_fire_and_forget_future_withdraws_a_call_not_begun(
@@ -828,3 +831,15 @@ def test_fire_and_forget_runs_on_each_target_with_the_senders_context(
     assert threads[2] == "concsignals-serial"
     assert threads[4].startswith("concsignals")  # the pool concsignals owns
     assert [ctx for _, ctx in got] == [how] * 5
+
+
+@pytest.mark.timeout(10)
+def test_a_call_to_an_idle_serial_wakes_its_worker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(Serial, "IDLE", 1e9)  # idle for ever: only a wake-up helps
+    idle = Serial()
+    sig = Signal()
+    sig.connect(here, via=idle)
+    assert sig.send(sender=None)[0][1][0] == "concsignals-serial"
+    assert sig.send(sender=None)[0][1][0] == "concsignals-serial"  # woken
