@@ -300,15 +300,21 @@ def test_base_exceptions_are_never_caught(pool: ThreadPoolExecutor) -> None:
 
 class InterruptedPool(ThreadPoolExecutor):
     """A thread pool whose second ``submit`` is interrupted (Ctrl-C, say):
-    it raises a BaseException in the sender's thread mid-send."""
+    it raises a BaseException in the sender's thread mid-send, once the first
+    call has begun on the pool (``began``): a new pool thread can take longer
+    to start than the sender takes to reach its second hand-over (seen on
+    3.13t), and a call that had not begun when the send closed rightly never
+    runs."""
 
-    def __init__(self) -> None:
+    def __init__(self, began: threading.Event) -> None:
         super().__init__(2, thread_name_prefix="interrupted")
         self.submits = 0
+        self.began = began
 
     def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
         self.submits += 1
         if self.submits == 2:
+            assert self.began.wait(10), "the first call never began"
             raise Stop("interrupted")
         return super().submit(fn, *args, **kwargs)
 
@@ -321,11 +327,13 @@ def test_an_interrupted_send_waits_for_its_begun_calls_then_raises(
     """A BaseException in the sender's own thread (here, while it hands the
     second call to the pool) closes the send, so no other call begins, and
     propagates only once every call that began has ended."""
-    pool = InterruptedPool()
+    began = threading.Event()
+    pool = InterruptedPool(began)
     ended = threading.Event()
     called: list[str] = []
 
     def slow(**kw: Any) -> None:
+        began.set()
         time.sleep(0.3)
         ended.set()
 
@@ -348,10 +356,12 @@ def test_an_interrupted_send_waits_for_its_begun_calls_then_raises(
 def test_an_interrupted_send_waits_for_its_begun_calls_only_until_the_deadline() -> (
     None
 ):
-    pool = InterruptedPool()
+    began = threading.Event()
+    pool = InterruptedPool(began)
     release = threading.Event()
 
     def stuck(**kw: Any) -> None:
+        began.set()
         release.wait(10)
 
     sig = Signal()
