@@ -19,7 +19,11 @@ from ._send import Responses, Send, Why
 from ._snapshot import any_live_async, any_options
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from concurrent.futures import Executor, Future
+
+    from ._signal import Signal
+    from ._snapshot import Entry
 
 
 def run(send: Send, executor: Executor | None) -> Responses:
@@ -83,6 +87,20 @@ async def arun(send: Send, executor: Executor | None) -> Responses:
         raise
     watch.finish(send, None)
     return responses
+
+
+def fire_only(
+    signal: Signal,
+    entries: Sequence[Entry],
+    sender: object,
+    named: dict[str, Any],
+    executor: Executor | None,
+) -> Responses | None:
+    """A send of fire-and-forget calls only, without a Send (``None``: not
+    one); see ``_deliver.fire_only``."""
+    from . import _deliver
+
+    return _deliver.fire_only(signal, entries, sender, named, executor)
 
 
 def directed(send: Send) -> bool:

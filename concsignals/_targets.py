@@ -41,19 +41,23 @@ from typing import Any
 
 from . import _pickled, executors
 
-Job = tuple["Future[Any]", Callable[..., Any], tuple[Any, ...]]
+#: A queued job of a Serial: ``job(fut, *args)`` sets ``fut`` and raises nothing.
+Job = tuple["Future[Any]", Callable[..., None], tuple[Any, ...]]
 
 
 class Delivery:
     """A connection's options: its target (``None``: the send's choice),
     whether a send waits for its call, and its phase."""
 
-    __slots__ = ("phase", "target", "wait")
+    __slots__ = ("lean", "phase", "target", "wait")
 
     def __init__(self, target: Executor | None, wait: bool, phase: int) -> None:
         self.target = target
         self.wait = wait
         self.phase = phase
+        #: Fire and forget to a target in this process (or the send's):
+        #: ``_deliver.fire_only`` may make the call without a Send.
+        self.lean = not wait and (target is None or executors.in_process(target))
 
     def __repr__(self) -> str:
         return f"Delivery(via={self.target!r}, wait={self.wait}, phase={self.phase})"
@@ -229,8 +233,8 @@ class Serial(Executor):
     bounds the queue: :meth:`submit_until` waits for room until a deadline,
     then raises ``TimeoutError``; nothing is ever dropped.
 
-    Locking rules: ``_cond`` (its lock) guards ``_queue``, ``_running`` and
-    ``_shut``; it is held only to read or change them, never while a job
+    Locking rules: ``_cond`` (its lock) guards ``_queue``, ``_running``,
+    ``_idle`` and ``_shut``; it is held only to read or change them, never while a job
     runs.  Safe from any thread.
     """
 
@@ -251,6 +255,7 @@ class Serial(Executor):
         self._cond = threading.Condition(threading.Lock())
         self._queue: deque[Job] = deque()
         self._running = False  # a worker (thread or job) is draining the queue
+        self._idle = False  # the worker thread waits for a job
         self._shut = False
         _serials.add(self)
 
@@ -269,6 +274,19 @@ class Serial(Executor):
         """Queue ``fn(*args)``; with a full bounded queue, wait for room until
         ``deadline`` (a ``time.monotonic()`` value; ``None``: for ever)."""
         fut: Future[Any] = Future()
+        self.post(deadline, fut, run_job, fn, args)
+        return fut
+
+    def post(
+        self,
+        deadline: float | None,
+        fut: Future[Any],
+        job: Callable[..., None],
+        *args: Any,
+    ) -> None:
+        """Queue ``job(fut, *args)``, which sets ``fut`` itself and raises
+        nothing (:func:`run_job` for :meth:`submit`); a full bounded queue
+        as for :meth:`submit_until`."""
         with self._cond:
             while self.maxsize and len(self._queue) >= self.maxsize and not self._shut:
                 left = None if deadline is None else deadline - monotonic()
@@ -282,13 +300,13 @@ class Serial(Executor):
                 self._cond.wait(left)
             if self._shut:
                 raise RuntimeError(f"cannot submit to {self!r} after shutdown")
-            self._queue.append((fut, fn, args))
-            self._cond.notify_all()  # an idle worker waits for it
+            self._queue.append((fut, job, args))
+            if self._idle:  # the worker waits for a job
+                self._cond.notify_all()
             start = not self._running
             self._running = True
         if start:
             self._start()
-        return fut
 
     def _start(self) -> None:
         try:
@@ -315,14 +333,17 @@ class Serial(Executor):
             while True:
                 with self._cond:
                     if not self._queue and idle and not self._shut:
+                        self._idle = True
                         self._cond.wait(self.IDLE)
+                        self._idle = False
                     if not self._queue:
                         self._running = False
-                        self._cond.notify_all()
+                        self._cond.notify_all()  # shutdown(wait=True) waits
                         return
-                    fut, fn, args = self._queue.popleft()
-                    self._cond.notify_all()  # room for a bounded submit
-                run_job(fut, fn, args)
+                    fut, job, args = self._queue.popleft()
+                    if self.maxsize:
+                        self._cond.notify_all()  # room for a bounded submit
+                job(fut, *args)
         finally:
             mine.pop()
 
@@ -350,6 +371,7 @@ class Serial(Executor):
         self._cond = threading.Condition(threading.Lock())
         self._queue = deque()
         self._running = False
+        self._idle = False
 
 
 #: The Serials this thread is running a job of (innermost last); only the
