@@ -68,6 +68,7 @@ from . import _async, _inline, _pickled, _threads, executors, monitoring
 from ._send import RUNNING, Failed, Responses, Returned, Send, Why, log_failure
 from ._snapshot import Entry
 from ._targets import INLINE, LoopTarget, Serial, runs_here
+from .executors import in_process
 
 if TYPE_CHECKING:
     from ._signal import Signal
@@ -265,9 +266,8 @@ def fire_only(
             phase = o.phase
         elif o.phase != phase:
             return None
-        if o.target is None and executor is not None:
-            if not executors.in_process(executor):
-                return None
+        if o.target is None and executor is not None and not in_process(executor):
+            return None
     responses: Responses = []
     dead = False
     for e in entries:

@@ -242,6 +242,20 @@ MUTANTS: list[Mutant] = [
         tests=("tests/test_delivery.py", "-k", "disconnected_while_its_call_waits"),
     ),
     Mutant(
+        name="fire-gate-at-pickup",
+        promise="10. a fire-and-forget call without a Send (fire_only) passes "
+        "the begin gate where it begins: disconnected while queued, it is "
+        "not called and its Future is cancelled",
+        file="concsignals/_deliver.py",
+        old="            _post(where, fut, e, signal, sender, named)\n",
+        # The job holds the receiver read at hand-off.
+        new=(
+            "            _post(where, fut, type('Held', (), {'get': "
+            "staticmethod(lambda r=r: r)})(), signal, sender, named)\n"
+        ),
+        tests=("tests/test_delivery.py", "-k", "disconnected_before_it_began"),
+    ),
+    Mutant(
         name="phase-barrier",
         promise="10. every call of a lower phase ends before a higher phase begins",
         file="concsignals/_deliver.py",
