@@ -40,12 +40,8 @@ and assembly); what this module adds is where each call runs and when:
   whose thread makes a *sync* send cannot run without blocking that loop:
   its slot gets a ``RuntimeError`` saying so.
 
-A sync send (no deadline, no monitor) whose every call is fire and forget to
-a target in this process, from a sync receiver, in one phase, needs none of
-the above: :func:`fire_only` hands each call over in connection order with
-the Future its slot holds, and the job (:func:`_fire`) is the gate, the call
-and that Future.  The rules are the same; the cost is that of a
-``submit``.
+Some sync sends need no :class:`~concsignals._send.Send` at all: see
+``_lean.py``.
 
 Which driver: a sync send none of whose live async receivers needs a loop
 of the sender's (:func:`needs_loop`) runs on :func:`run`, in the sending
@@ -62,16 +58,12 @@ import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor, Future
 from time import monotonic
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import _async, _inline, _pickled, _threads, executors, monitoring
-from ._send import RUNNING, Failed, Responses, Returned, Send, Why, log_failure
+from ._send import RUNNING, Failed, Responses, Returned, Send, Why
 from ._snapshot import Entry
-from ._targets import INLINE, LoopTarget, Serial, runs_here
-from .executors import in_process
-
-if TYPE_CHECKING:
-    from ._signal import Signal
+from ._targets import INLINE, LoopTarget, runs_here
 
 #: Every fire-and-forget Future, until it is done: a call nobody waits for
 #: is never lost half-way.  ``set.add``/``discard`` are atomic.
@@ -238,117 +230,6 @@ def fire(send: Send, i: int, where: Executor | None) -> None:
     except BaseException:
         call.close(Why.CANCELLED)
         raise
-
-
-def fire_only(
-    signal: Signal,
-    entries: Sequence[Entry],
-    sender: object,
-    named: dict[str, Any],
-    executor: Executor | None,
-) -> Responses | None:
-    """A send without a deadline or a monitor, whose every call is fire and
-    forget to a target in this process, from a sync receiver, in one phase:
-    each live receiver in connection order, its slot a Future of its call.
-    ``None``: not such a send (the caller takes the general path).
-
-    A call the target refuses (shut down, a full Serial seen from its own
-    job) is logged as ``send_robust`` logs it, and its Future carries the
-    error.  Nothing is shared between calls, so no Send is needed: what
-    another send's gate does for a waiting call, the job does here.
-    """
-    phase = None
-    for e in entries:
-        o = e.opts
-        if o is None or not o.lean or e.is_async:
-            return None
-        if phase is None:
-            phase = o.phase
-        elif o.phase != phase:
-            return None
-        if o.target is None and executor is not None and not in_process(executor):
-            return None
-    responses: Responses = []
-    dead = False
-    for e in entries:
-        r = e.get()
-        if r is None:
-            dead = True
-            continue
-        where = e.opts.target or executor or executors.owned_pool()  # type: ignore[union-attr]
-        fut: Future[Any] = Future()
-        try:
-            _post(where, fut, e, signal, sender, named)
-        except Exception as err:  # shut down, full: the call's outcome
-            log_failure(signal, r, err)
-            fut.set_running_or_notify_cancel()
-            fut.set_exception(err)
-        responses.append((r, fut))
-    if dead:
-        signal._collect_dead()
-    return responses
-
-
-def _post(
-    where: Executor,
-    fut: Future[Any],
-    entry: Entry,
-    signal: Signal,
-    sender: object,
-    named: dict[str, Any],
-) -> None:
-    """Hand one fire-and-forget call to ``where``: a job that runs in a copy
-    of this context, marked as running on ``where`` (``executors.on_pools``)."""
-    ctx = contextvars.copy_context()
-    ctx.run(executors.on_pools.set, (*executors.on_pools.get(), where))
-    if type(where) is Serial:
-        where.post(None, fut, _fire_in, ctx, entry, signal, sender, named)
-    elif type(where) is LoopTarget:
-        where.loop.call_soon_threadsafe(
-            _fire, fut, entry, signal, sender, named, context=ctx
-        )
-    else:
-        where.submit(ctx.run, _fire, fut, entry, signal, sender, named)
-
-
-def _fire_in(
-    fut: Future[Any],
-    ctx: contextvars.Context,
-    entry: Entry,
-    signal: Signal,
-    sender: object,
-    named: dict[str, Any],
-) -> None:
-    ctx.run(_fire, fut, entry, signal, sender, named)
-
-
-def _fire(
-    fut: Future[Any],
-    entry: Entry,
-    signal: Signal,
-    sender: object,
-    named: dict[str, Any],
-) -> None:
-    """A fire-and-forget call where it runs: the gate (a receiver disconnected
-    or gone since the hand-over is not called, and its Future is cancelled;
-    a Future cancelled meanwhile withdraws the call), the call, its outcome
-    into ``fut`` (a failure logged as ``send_robust`` logs it).  Raises
-    nothing."""
-    r = entry.get()
-    if r is None:
-        fut.cancel()
-        fut.set_running_or_notify_cancel()  # wait() and as_completed() see it
-        return
-    if not fut.set_running_or_notify_cancel():
-        return  # cancelled before it began: withdrawn
-    try:
-        value = r(signal=signal, sender=sender, **named)
-    except BaseException as err:  # the call's outcome: its Future carries it
-        if isinstance(err, Exception):
-            log_failure(signal, r, err)
-        fut.set_exception(err)
-    else:
-        fut.set_result(value)
 
 
 def run_here(call: Send) -> None:

@@ -89,18 +89,21 @@ async def arun(send: Send, executor: Executor | None) -> Responses:
     return responses
 
 
-def fire_only(
+def lean(
     signal: Signal,
     entries: Sequence[Entry],
     sender: object,
     named: dict[str, Any],
-    executor: Executor | None,
+    robust: bool,
 ) -> Responses | None:
-    """A send of fire-and-forget calls only, without a Send (``None``: not
-    one); see ``_deliver.fire_only``."""
-    from . import _deliver
+    """A sync send without a deadline or a monitor, made without a Send if
+    it can be (``None``: it cannot); see ``_lean.py``."""
+    from . import _lean
 
-    return _deliver.fire_only(signal, entries, sender, named, executor)
+    fired = _lean.fire_only(signal, entries, sender, named, signal._executor)
+    if fired is not None:
+        return fired
+    return _lean.wait_one(signal, entries, sender, named, robust)
 
 
 def directed(send: Send) -> bool:

@@ -269,9 +269,9 @@ class Signal:
             or (snap.has_opts and any_options(entries))
         ):
             if snap.has_opts and not _monitored:
-                fired = _run.fire_only(self, entries, sender, named, self._executor)
-                if fired is not None:
-                    return fired
+                made = _run.lean(self, entries, sender, named, False)
+                if made is not None:
+                    return made
             return _run.run(Send(self, entries, sender, named), self._executor)
         if _monitored:  # monitor: the inline loop, reporting as it goes
             return _inline.send_watched(self, entries, sender, named, False)
@@ -301,9 +301,9 @@ class Signal:
                 return _inline.send_watched(self, entries, sender, named, True)
             return _inline.call_robust(self, entries, sender, named)
         if snap.has_opts and not _monitored:
-            fired = _run.fire_only(self, entries, sender, named, self._executor)
-            if fired is not None:
-                return fired
+            made = _run.lean(self, entries, sender, named, True)
+            if made is not None:
+                return made
         return _run.run(Send(self, entries, sender, named, None, True), self._executor)
 
     async def asend(self, /, sender: Any, **named: Any) -> Responses:

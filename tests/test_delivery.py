@@ -225,14 +225,13 @@ def test_a_receiver_disconnected_while_its_call_waits_in_a_serial_is_not_called(
     sig.connect(late, via=serial)
     go = held_serial(serial)
     queued = threading.Event()
-    real = serial.submit_until
+    real = serial.post  # every call a Serial queues passes here
 
-    def submit_until(*args: Any) -> Future[Any]:
-        fut = real(*args)
+    def post(*args: Any) -> None:
+        real(*args)
         queued.set()
-        return fut
 
-    serial.submit_until = submit_until  # type: ignore[method-assign]
+    serial.post = post  # type: ignore[method-assign]
     t, out = send_in_thread(lambda: sig.send(sender=None))
     assert queued.wait(10)  # the call waits behind the held job
     assert sig.disconnect(late)

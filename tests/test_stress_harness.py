@@ -209,11 +209,15 @@ def test_cli_lists_and_reports_json() -> None:
             "--threads",
             "4",
             "--json",
+            # Memory is judged on enough writes, which a loaded 3.13t did not
+            # make in 20 s (617 of 1,250): the CLI is what this test is about;
+            # the verdict's own tests are below.
+            "--no-memory",
         ],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=50,  # a judged run may go on 20 s for memory
+        timeout=50,
         env=env,
     )
     assert proc.returncode == 0, proc.stderr

@@ -243,15 +243,15 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         name="fire-gate-at-pickup",
-        promise="10. a fire-and-forget call without a Send (fire_only) passes "
+        promise="10. a fire-and-forget call without a Send (_lean.fire_only) passes "
         "the begin gate where it begins: disconnected while queued, it is "
         "not called and its Future is cancelled",
-        file="concsignals/_deliver.py",
-        old="            _post(where, fut, e, signal, sender, named)\n",
+        file="concsignals/_lean.py",
+        old="            post(where, fut, (e, signal, sender, named, True))\n",
         # The job holds the receiver read at hand-off.
         new=(
-            "            _post(where, fut, type('Held', (), {'get': "
-            "staticmethod(lambda r=r: r)})(), signal, sender, named)\n"
+            "            post(where, fut, (type('Held', (), {'get': "
+            "staticmethod(lambda r=r: r)})(), signal, sender, named, True))\n"
         ),
         tests=("tests/test_delivery.py", "-k", "disconnected_before_it_began"),
     ),
