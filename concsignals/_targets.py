@@ -33,9 +33,9 @@ import os
 import sys
 import threading
 import weakref
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
+from queue import Empty, SimpleQueue
 from time import monotonic
 from typing import Any
 
@@ -233,9 +233,13 @@ class Serial(Executor):
     bounds the queue: :meth:`submit_until` waits for room until a deadline,
     then raises ``TimeoutError``; nothing is ever dropped.
 
-    Locking rules: ``_cond`` (its lock) guards ``_queue``, ``_running``,
-    ``_idle`` and ``_shut``; it is held only to read or change them, never while a job
-    runs.  Safe from any thread.
+    Locking rules: ``_lock`` guards ``_running`` and ``_shut``, and is
+    held while a job enters ``_queue`` (a ``queue.SimpleQueue``, safe by
+    itself), so that a worker that finds the queue empty and ends, and a
+    submit that finds no worker and starts one, never miss each other.  It
+    is held only for that, never while a job runs or a submit waits for
+    room.  ``_room`` (``None`` when unbounded) counts free places.  Safe
+    from any thread.
     """
 
     concsignals_in_process = True
@@ -252,12 +256,16 @@ class Serial(Executor):
             )
         self.executor = executor
         self.maxsize = maxsize
-        self._cond = threading.Condition(threading.Lock())
-        self._queue: deque[Job] = deque()
         self._running = False  # a worker (thread or job) is draining the queue
-        self._idle = False  # the worker thread waits for a job
         self._shut = False
+        self._fresh()
         _serials.add(self)
+
+    def _fresh(self) -> None:
+        self._lock = threading.Lock()
+        self._ended = threading.Condition(self._lock)  # a worker ended
+        self._queue: SimpleQueue[Job | None] = SimpleQueue()  # None: look up
+        self._room = threading.Semaphore(self.maxsize) if self.maxsize else None
 
     def __repr__(self) -> str:
         how = "" if self.executor is None else f" on {self.executor!r}"
@@ -287,22 +295,22 @@ class Serial(Executor):
         """Queue ``job(fut, *args)``, which sets ``fut`` itself and raises
         nothing (:func:`run_job` for :meth:`submit`); a full bounded queue
         as for :meth:`submit_until`."""
-        with self._cond:
-            while self.maxsize and len(self._queue) >= self.maxsize and not self._shut:
-                left = None if deadline is None else deadline - monotonic()
-                if self.runs_here():  # room is made by this very thread
-                    left = 0.0
-                if left is not None and left <= 0:
-                    raise TimeoutError(
-                        f"{self!r} stayed full ({self.maxsize} calls queued) "
-                        "until the send's deadline"
-                    )
-                self._cond.wait(left)
+        room = self._room
+        if room is not None:
+            left = None if deadline is None else max(0.0, deadline - monotonic())
+            if self.runs_here():  # room is made by this very thread
+                left = 0.0
+            if not room.acquire(timeout=left):
+                raise TimeoutError(
+                    f"{self!r} stayed full ({self.maxsize} calls queued) "
+                    "until the send's deadline"
+                )
+        with self._lock:
             if self._shut:
+                if room is not None:
+                    room.release()
                 raise RuntimeError(f"cannot submit to {self!r} after shutdown")
-            self._queue.append((fut, job, args))
-            if self._idle:  # the worker waits for a job
-                self._cond.notify_all()
+            self._queue.put((fut, job, args))
             start = not self._running
             self._running = True
         if start:
@@ -321,7 +329,7 @@ class Serial(Executor):
                 )
                 worker.start()
         except BaseException:
-            with self._cond:
+            with self._lock:
                 self._running = False
             raise
 
@@ -329,20 +337,23 @@ class Serial(Executor):
         """Run queued jobs in order; ``idle``: wait a while for more."""
         mine = _here.__dict__.setdefault("serials", [])
         mine.append(self)
+        queue, room = self._queue, self._room
         try:
             while True:
-                with self._cond:
-                    if not self._queue and idle and not self._shut:
-                        self._idle = True
-                        self._cond.wait(self.IDLE)
-                        self._idle = False
-                    if not self._queue:
-                        self._running = False
-                        self._cond.notify_all()  # shutdown(wait=True) waits
-                        return
-                    fut, job, args = self._queue.popleft()
-                    if self.maxsize:
-                        self._cond.notify_all()  # room for a bounded submit
+                try:
+                    item = queue.get(timeout=self.IDLE) if idle else queue.get_nowait()
+                except Empty:
+                    item = None
+                if item is None:  # idle, or woken by shutdown: end if empty
+                    with self._lock:
+                        if queue.empty():
+                            self._running = False
+                            self._ended.notify_all()
+                            return
+                    continue
+                if room is not None:
+                    room.release()
+                fut, job, args = item
                 job(fut, *args)
         finally:
             mine.pop()
@@ -352,26 +363,31 @@ class Serial(Executor):
         return any(s is self for s in getattr(_here, "serials", ()))
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        with self._cond:
+        dropped: list[Job] = []
+        with self._lock:
             self._shut = True
-            dropped = list(self._queue) if cancel_futures else []
-            if cancel_futures:
-                self._queue.clear()
-            self._cond.notify_all()
+            while cancel_futures:
+                try:
+                    item = self._queue.get_nowait()
+                except Empty:
+                    break
+                if item is not None:
+                    dropped.append(item)
+            self._queue.put(None)  # an idle worker wakes, and ends
         for fut, _, _ in dropped:
+            if self._room is not None:
+                self._room.release()
             fut.cancel()
         if wait and not self.runs_here():
-            with self._cond:
+            with self._lock:
                 while self._running:
-                    self._cond.wait()
+                    self._ended.wait()
 
     def _after_fork(self) -> None:
-        # Only the forking thread exists in the child: no worker, and the
-        # lock may have been held by one that is gone.
-        self._cond = threading.Condition(threading.Lock())
-        self._queue = deque()
+        # Only the forking thread exists in the child: no worker, and a lock
+        # may have been held by one that is gone.
+        self._fresh()
         self._running = False
-        self._idle = False
 
 
 #: The Serials this thread is running a job of (innermost last); only the
