@@ -243,9 +243,10 @@ def disconnect_locked(
     key: Any,
     resolved: tuple[tuple[Any, ...], Entry | None] | None,
     released: list[object],
+    gone: list[Entry] | None = None,
 ) -> bool | None:
     """Disconnect; whether it was connected, or ``None`` if the uid bucket
-    changed since ``resolved``."""
+    changed since ``resolved``.  ``gone`` gets the entry disconnected."""
     while True:  # again if a nested write (a __del__) came first
         base = compacted_locked(signal, released)
         st = base.state
@@ -302,6 +303,8 @@ def disconnect_locked(
         signal._snapshot = new
         # -- committed ---------------------------------------------------------
         released += [base, hold, resolved, route]
+        if gone is not None:
+            gone.append(entry)
         return True
 
 

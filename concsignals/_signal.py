@@ -36,10 +36,12 @@ import threading
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from . import _fork, _inline, _registry, _run, monitoring
+from . import _fork, _inflight, _inline, _registry, _run, monitoring
 from ._callables import accepts_kwargs, is_async_receiver
+from ._inflight import local as _reading
 from ._send import Send
 from ._snapshot import (
+    Entry,
     Receiver,
     Snapshot,
     any_live_async,
@@ -163,17 +165,60 @@ class Signal:
         receiver: Receiver | None = None,
         sender: object = None,
         dispatch_uid: object = None,
+        *,
+        wait: bool = False,
+        timeout: float | None = None,
     ) -> bool:
         """Disconnect a receiver; return whether one was connected.
 
         Concurrency: atomic, O(1) amortised.  Once it returns, no send calls
         the receiver again, not even a send already under way that has not
-        reached it yet.  A call already begun runs to its end, and so does a
-        call already handed to an out-of-process executor (processes, Dask),
-        which cannot be recalled from the worker.  A ``weak=False`` receiver
-        is released after the writer lock is, so its ``__del__`` may write to
-        any signal.
+        reached it yet.  A ``weak=False`` receiver is released after the
+        writer lock is, so its ``__del__`` may write to any signal.
+
+        ``wait=False``: a call already begun runs on to its end, and so does
+        a call already handed to an out-of-process executor.  ``wait=True``:
+        returns only once every call of this connection that began before it
+        has ended, on every target (calls still queued never begin, and are
+        not waited for); a call of the receiver that this very thread or
+        task is making is not waited for, so a receiver may disconnect
+        itself.  ``timeout``: a wait still unfinished then raises
+        ``TimeoutError`` naming what still runs; the receiver stays
+        disconnected.  No lock is held while waiting.
         """
+        gone: list[Entry] = []
+        found = self._disconnect(receiver, sender, dispatch_uid, gone)
+        if wait and gone:
+            _inflight.wait(
+                _waiting_for(gone, True), timeout, f"disconnect from {self!r}"
+            )
+        return found
+
+    async def adisconnect(
+        self,
+        receiver: Receiver | None = None,
+        sender: object = None,
+        dispatch_uid: object = None,
+        *,
+        timeout: float | None = None,
+    ) -> bool:
+        """:meth:`disconnect` with ``wait=True``, awaiting the calls without
+        blocking the running loop (a call running as a task on it included)."""
+        gone: list[Entry] = []
+        found = self._disconnect(receiver, sender, dispatch_uid, gone)
+        if gone:
+            await _inflight.await_(
+                _waiting_for(gone, False), timeout, f"disconnect from {self!r}"
+            )
+        return found
+
+    def _disconnect(
+        self,
+        receiver: Receiver | None,
+        sender: object,
+        dispatch_uid: object,
+        gone: list[Entry],
+    ) -> bool:
         key = _registry.lookup_key(receiver, sender, dispatch_uid)
         released: list[object] = []
         while True:  # again only if another writer changed this uid's bucket
@@ -181,9 +226,21 @@ class Signal:
             if _registry.is_bucket_key(key):
                 resolved = _registry.resolve_uid(self, key, dispatch_uid)
             with self._lock:
-                found = _registry.disconnect_locked(self, key, resolved, released)
+                found = _registry.disconnect_locked(self, key, resolved, released, gone)
             if found is not None:
                 return found
+
+    def drain(self, timeout: float | None = None) -> None:
+        """Wait until no call of this signal is under way: every call begun
+        has ended and every fire-and-forget call is done (for shutdown).
+        ``timeout``: ``TimeoutError`` naming what still runs.  Refused with
+        ``RuntimeError`` inside a call of this signal (it would wait for
+        itself)."""
+        _inflight.wait(_draining(self, True), timeout, f"drain of {self!r}")
+
+    async def adrain(self, timeout: float | None = None) -> None:
+        """:meth:`drain` without blocking the running loop."""
+        await _inflight.await_(_draining(self, False), timeout, f"drain of {self!r}")
 
     def _collect_dead(self) -> None:
         """A send met a dead entry: have later sends rebuild their tuples
@@ -246,14 +303,22 @@ class Signal:
         if self._executor is not None or _monitored:  # monitor: off the fast path
             return self._send_general(snap, sender, named)
         # The hot loop.  entry.get() is the disconnect-and-liveness check and
-        # runs immediately before each call (see _snapshot.py).
+        # runs immediately before each call (see _snapshot.py); the entry is
+        # in this thread's mark first (disconnect(wait=True): _inflight.py).
         responses: Responses = []
-        for entry in entries:
-            r = entry.get()
-            if r is None:
-                self._collect_dead()
-                continue
-            responses.append((r, r(signal=self, sender=sender, **named)))
+        mark: list[Any] = [self, None]
+        stack = _reading.stack
+        stack.append(mark)
+        try:
+            for entry in entries:
+                mark[1] = entry
+                r = entry.get()
+                if r is None:
+                    self._collect_dead()
+                    continue
+                responses.append((r, r(signal=self, sender=sender, **named)))
+        finally:
+            stack.pop()
         return responses
 
     def _send_general(
@@ -422,3 +487,32 @@ def receiver(
         return func
 
     return decorator
+
+
+def _waiting_for(gone: list[Entry], blocking: bool) -> Callable[[], list[str]]:
+    """What still runs of the disconnected entries ``gone``."""
+
+    def match(signal: object, entry: Entry) -> bool:
+        return any(entry is e for e in gone)
+
+    return lambda: _inflight.busy(match, gone, blocking)
+
+
+def _draining(signal: Signal | None, blocking: bool) -> Callable[[], list[str]]:
+    """What still runs of ``signal`` (``None``: of every signal)."""
+
+    def match(sig: object, entry: Entry) -> bool:
+        return signal is None or sig is signal
+
+    _inflight.refuse_inside(match)
+    return lambda: _inflight.busy(match, (), blocking) + _inflight.pending(signal)
+
+
+def drain(timeout: float | None = None) -> None:
+    """Wait until no call of any signal is under way (see :meth:`Signal.drain`)."""
+    _inflight.wait(_draining(None, True), timeout, "concsignals.drain()")
+
+
+async def adrain(timeout: float | None = None) -> None:
+    """:func:`drain` without blocking the running loop."""
+    await _inflight.await_(_draining(None, False), timeout, "concsignals.adrain()")
