@@ -51,7 +51,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from typing import Any, TypeVar
 
-from . import _adopt, _djangosend, _inline, _registry, _replace, _run, _signal
+from . import _adopt, _djangosend, _inline, _mute, _registry, _replace, _run, _signal
 from ._adopt import NONE_ID
 from ._send import Send, log_failure
 from ._snapshot import (
@@ -121,7 +121,10 @@ class Signal(_signal.Signal):
         """
         sync: list[Any] = []
         asynchronous: list[Any] = []
-        for entry in self._snapshot.lookup(sender):
+        entries = self._snapshot.lookup(sender)
+        if _mute.active:  # mute: leave out what this context muted
+            entries = _mute.unmuted(self, entries, sender)
+        for entry in entries:
             r = entry.get()
             if r is not None:
                 (asynchronous if entry.is_async else sync).append(r)
@@ -230,8 +233,10 @@ class Signal(_signal.Signal):
         """
         snap = self._snapshot
         entries = snap.inline
-        if entries is None:
+        if entries is None or _mute.active:
             entries = snap.lookup(sender)
+            if _mute.active:  # mute: leave out what this context muted
+                entries = _mute.unmuted(self, entries, sender)
         if not entries:  # nobody to call (Django returns at once too)
             return []
         if self._executor is not None or snap.has_opts:  # concsignals' rules
@@ -264,6 +269,8 @@ class Signal(_signal.Signal):
         """
         snap = self._snapshot
         entries = snap.lookup(sender)
+        if _mute.active:  # mute: leave out what this context muted
+            entries = _mute.unmuted(self, entries, sender)
         if not entries:
             return []
         if self._executor is not None or snap.has_opts:  # concsignals' rules
