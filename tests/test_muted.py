@@ -162,6 +162,8 @@ def test_a_task_created_inside_a_mute_is_muted_only_while_it_lasts() -> None:
 
 
 async def task_inside() -> None:
+    """Another mute stays active throughout, so the process-wide count never
+    hides a mute that has ended."""
     sig = ab()[0]
     go, sent_inside = asyncio.Event(), asyncio.Event()
     got: list[list[Any]] = []
@@ -172,11 +174,12 @@ async def task_inside() -> None:
         await go.wait()
         got.append(tags(await sig.asend(Shop)))  # the mute has ended
 
-    with sig.muted():
-        task = asyncio.create_task(later())
-        await asyncio.wait_for(sent_inside.wait(), 20)
-    go.set()
-    await asyncio.wait_for(task, 20)
+    with Signal().muted():  # elsewhere: some mute is active all along
+        with sig.muted():
+            task = asyncio.create_task(later())
+            await asyncio.wait_for(sent_inside.wait(), 20)
+        go.set()
+        await asyncio.wait_for(task, 20)
     assert got == [[], ["a", "b"]]
 
 
@@ -208,6 +211,17 @@ def test_mutes_nest_and_each_end_restores_what_the_outer_one_holds() -> None:
             assert sig.send(Shop) == []
         assert tags(sig.send(Shop)) == ["b"]  # the outer mute still holds
         assert tags(other.send(Shop)) == ["c"]
+    assert tags(sig.send(Shop)) == ["a", "b"]
+
+
+def test_mutes_left_out_of_order_each_end_their_own() -> None:
+    sig, a, _ = ab()
+    one, every = sig.muted(a), sig.muted()
+    one.__enter__()
+    every.__enter__()
+    one.__exit__(None, None, None)
+    assert sig.send(Shop) == []  # ``every`` still holds
+    every.__exit__(None, None, None)
     assert tags(sig.send(Shop)) == ["a", "b"]
 
 
@@ -378,6 +392,7 @@ def test_every_send_of_a_signal_leaves_out_the_muted_receiver(
         if kind == "mixed":
             sig.connect(c)
             want = ["b", "c"]
+        assert len(sig.send(Shop)) == len(want) + 1  # the fast path's cache is built
         with sig.muted(a):
             assert tags(sig.send(Shop)) == want
             assert tags(sig.send_robust(Shop)) == want
@@ -503,6 +518,7 @@ def test_a_django_signal_leaves_out_the_muted_receiver() -> None:
         sig, a, b = cls(), Tagged("a"), Tagged("b")
         sig.connect(a, weak=False)
         sig.connect(b, weak=False)
+        assert tags(sig.send(Shop)) == ["a", "b"]  # the fast path's cache is built
         with sig.muted(a):
             assert tags(sig.send(Shop)) == ["b"]
             assert tags(sig.send_robust(Shop)) == ["b"]
