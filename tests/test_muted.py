@@ -406,10 +406,14 @@ def test_every_send_of_a_signal_leaves_out_the_muted_receiver(
             assert tags(asyncio.run(view.asend_robust(Shop))) == want
 
 
-def test_on_every_backend(request: pytest.FixtureRequest, backend: Backend) -> None:
+@pytest.fixture
+def executor(backend: Backend, request: pytest.FixtureRequest) -> Any:
+    return backend.make(request, 2)
+
+
+def test_on_every_backend(backend: Backend, executor: Any) -> None:
     """Threads, processes, dask and the async backends: the muted call is
     never handed over."""
-    executor = backend.make(request, 2)
     sig = Signal()
     sig.connect(muted := Reply("muted"), weak=False)
     sig.connect(kept := Reply("kept"), weak=False)
