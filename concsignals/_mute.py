@@ -36,7 +36,8 @@ Cost when nothing is muted
 changes, and nothing else (no user code runs under it).  Every send path reads
 it without the lock (one attribute read, atomic: ``_snapshot.py``, 1) and
 calls :func:`unmuted` only while it is non-zero: one read and one test when
-nothing is muted.  A thread that reads a stale zero has no live rule to apply
+nothing is muted.  ``Signal.send``'s fast path, while it is non-zero, also
+reads ``held``: a context that muted nothing stays on it.  A thread that reads a stale zero has no live rule to apply
 anyway: its context holds a mute's rules only through a copy made after the
 mute's increment, and the hand-over of that copy (a pool's queue, a task's
 creation) orders the increment before its reads.  A send in a copied context
@@ -92,8 +93,9 @@ class Held:
 
 
 #: The mutes entered in this context (and in the context it was copied from
-#: while they lasted), innermost last.
-_held: contextvars.ContextVar[tuple[Held, ...]] = contextvars.ContextVar(
+#: while they lasted), innermost last.  A send's fast path reads it only while
+#: ``active``: empty, it stays on the fast path.
+held: contextvars.ContextVar[tuple[Held, ...]] = contextvars.ContextVar(
     "concsignals_muted", default=()
 )
 
@@ -127,14 +129,14 @@ class Mute:
 
     def __enter__(self) -> None:
         _count(+1)
-        _held.set((*_held.get(), Held(self, self.rules)))
+        held.set((*held.get(), Held(self, self.rules)))
 
     def __exit__(self, *exc: object) -> None:
-        held = _held.get()
-        for i in range(len(held) - 1, -1, -1):
-            if held[i].owner is self and held[i].live:
-                held[i].live = False
-                _held.set(held[:i] + held[i + 1 :])
+        entered = held.get()
+        for i in range(len(entered) - 1, -1, -1):
+            if entered[i].owner is self and entered[i].live:
+                entered[i].live = False
+                held.set(entered[:i] + entered[i + 1 :])
                 _count(-1)
                 return
         raise RuntimeError(
@@ -174,10 +176,10 @@ def unmuted(
     """``entries`` without those this context mutes for a send of ``signal``
     for ``sender`` (``entries`` itself if none is muted)."""
     rids: list[object] = []
-    for held in _held.get():
-        if not held.live:
+    for mute in held.get():
+        if not mute.live:
             continue
-        for rule in held.rules:
+        for rule in mute.rules:
             if rule.signal is not signal:
                 continue
             if rule.sender is not None and not same_sender(sender, rule.sender):

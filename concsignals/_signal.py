@@ -244,7 +244,9 @@ class Signal:
             if entries is None:
                 return self._send_general(snap, sender, named)
             return []
-        if self._executor is not None or _monitored or _mute.active:  # monitor, mute
+        if self._executor is not None or _monitored:  # monitor: off the fast path
+            return self._send_general(snap, sender, named)
+        if _mute.active and _mute.held.get():  # mute: this context mutes some
             return self._send_general(snap, sender, named)
         # The hot loop.  entry.get() is the disconnect-and-liveness check and
         # runs immediately before each call (see _snapshot.py).

@@ -233,7 +233,7 @@ class Signal(_signal.Signal):
         """
         snap = self._snapshot
         entries = snap.inline
-        if entries is None or _mute.active:
+        if entries is None or (_mute.active and _mute.held.get()):
             entries = snap.lookup(sender)
             if _mute.active:  # mute: leave out what this context muted
                 entries = _mute.unmuted(self, entries, sender)

@@ -264,7 +264,7 @@ MUTANTS: list[Mutant] = [
         "only, never to another thread's or task's",
         file="concsignals/_mute.py",
         old=(
-            "_held: contextvars.ContextVar[tuple[Held, ...]] = contextvars.ContextVar(\n"
+            "held: contextvars.ContextVar[tuple[Held, ...]] = contextvars.ContextVar(\n"
             '    "concsignals_muted", default=()\n'
             ")\n"
         ),
@@ -275,7 +275,7 @@ MUTANTS: list[Mutant] = [
             "    value: tuple[Held, ...] = ()\n"
             "    def get(self): return self.value\n"
             "    def set(self, value): self.value = value\n"
-            "_held = _Everywhere()\n"
+            "held = _Everywhere()\n"
         ),
         tests=("tests/test_muted.py", "-k", "another_alone or two_tasks"),
     ),
