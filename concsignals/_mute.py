@@ -37,11 +37,16 @@ changes, and nothing else (no user code runs under it).  Every send path reads
 it without the lock (one attribute read, atomic: ``_snapshot.py``, 1) and
 calls :func:`unmuted` only while it is non-zero: one read and one test when
 nothing is muted.  ``Signal.send``'s fast path, while it is non-zero, also
-reads ``held``: a context that muted nothing stays on it.  A thread that reads a stale zero has no live rule to apply
-anyway: its context holds a mute's rules only through a copy made after the
-mute's increment, and the hand-over of that copy (a pool's queue, a task's
-creation) orders the increment before its reads.  A send in a copied context
-that overlaps the mute's end may see the mute or not.
+reads ``held``: a context that muted nothing stays on it.  A thread that reads
+a stale zero has no live rule to apply anyway: its context holds a mute's
+rules only through a copy made after the mute's increment, and the hand-over
+of that copy (a pool's queue, a task's creation) orders the increment before
+its reads.  A send in a copied context that overlaps the mute's end may see
+the mute or not.
+
+A rule holds its signal, receiver and sender strongly (so no identity is
+reused while it may match); a copied context that outlives the mute holds
+them until it is dropped.
 """
 
 from __future__ import annotations

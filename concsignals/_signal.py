@@ -220,7 +220,9 @@ class Signal:
     def has_listeners(self, sender: object = None) -> bool:
         """Whether a send for ``sender`` would call any receiver right now.
 
-        Lock-free; the answer may be stale by the time the caller acts on it.
+        Mutes are not counted: it says whether receivers are connected, the
+        same in every thread (see docs/muting.md).  Lock-free; the answer may
+        be stale by the time the caller acts on it.
         """
         return any(e.get() is not None for e in self._snapshot.lookup(sender))
 

@@ -113,7 +113,8 @@ class Signal(_signal.Signal):
         _registry.drop_dead(self, blocking=True)
 
     def _live_receivers(self, sender: object) -> tuple[list[Any], list[Any]]:
-        """Django's ``(sync receivers, async receivers)`` for ``sender``.
+        """Django's ``(sync receivers, async receivers)`` for ``sender``,
+        without those the current context muted.
 
         Every send asks it only if it was overridden in a subclass or
         replaced on the class (sentry-sdk's Django integration wraps each
@@ -132,7 +133,8 @@ class Signal(_signal.Signal):
 
     def has_listeners(self, sender: object = None) -> bool:
         """:meth:`concsignals.Signal.has_listeners`; through ``_live_receivers``,
-        as on Django, if it was overridden or replaced on the class."""
+        as on Django, if it was overridden or replaced on the class (which
+        then leaves out what the current context muted)."""
         if _patched(self):
             sync, asynchronous = self._live_receivers(sender)
             return bool(sync) or bool(asynchronous)
