@@ -1,6 +1,6 @@
 """concsignals: Django's signal dispatcher, rebuilt for concurrency."""
 
-from ._signal import Signal, receiver
+from ._signal import Signal, muted, receiver
 from ._view import SignalView
 from .executors import SignalRef
 
@@ -10,6 +10,7 @@ __all__ = [
     "Signal",
     "SignalRef",
     "SignalView",
+    "muted",
     "receiver",
 ]
 

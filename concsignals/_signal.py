@@ -36,8 +36,9 @@ import threading
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from . import _fork, _inline, _registry, _run, monitoring
+from . import _fork, _inline, _mute, _registry, _run, monitoring
 from ._callables import accepts_kwargs, is_async_receiver
+from ._mute import Mute, Rule
 from ._send import Send
 from ._snapshot import (
     Receiver,
@@ -219,7 +220,9 @@ class Signal:
     def has_listeners(self, sender: object = None) -> bool:
         """Whether a send for ``sender`` would call any receiver right now.
 
-        Lock-free; the answer may be stale by the time the caller acts on it.
+        Mutes are not counted: it says whether receivers are connected, the
+        same in every thread (see docs/muting.md).  Lock-free; the answer may
+        be stale by the time the caller acts on it.
         """
         return any(e.get() is not None for e in self._snapshot.lookup(sender))
 
@@ -245,6 +248,8 @@ class Signal:
             return []
         if self._executor is not None or _monitored:  # monitor: off the fast path
             return self._send_general(snap, sender, named)
+        if _mute.active and _mute.held.get():  # mute: this context mutes some
+            return self._send_general(snap, sender, named)
         # The hot loop.  entry.get() is the disconnect-and-liveness check and
         # runs immediately before each call (see _snapshot.py).
         responses: Responses = []
@@ -261,6 +266,8 @@ class Signal:
     ) -> Responses:
         """``send`` off the fast path: sender routes, an executor, async."""
         entries = snap.lookup(sender)
+        if _mute.active:  # mute: leave out what this context muted
+            entries = _mute.unmuted(self, entries, sender)
         if not entries:
             return []
         if (
@@ -290,6 +297,8 @@ class Signal:
         """
         snap = self._snapshot
         entries = snap.lookup(sender)
+        if _mute.active:  # mute: leave out what this context muted
+            entries = _mute.unmuted(self, entries, sender)
         if not entries:
             return []
         if (
@@ -316,6 +325,8 @@ class Signal:
         begun begins.
         """
         entries = self._snapshot.lookup(sender)
+        if _mute.active:  # mute: leave out what this context muted
+            entries = _mute.unmuted(self, entries, sender)
         if not entries:
             return []
         return await _run.arun(Send(self, entries, sender, named), self._executor)
@@ -329,6 +340,8 @@ class Signal:
         :meth:`asend`.
         """
         entries = self._snapshot.lookup(sender)
+        if _mute.active:  # mute: leave out what this context muted
+            entries = _mute.unmuted(self, entries, sender)
         if not entries:
             return []
         send = Send(self, entries, sender, named, None, True)
@@ -347,6 +360,8 @@ class Signal:
         deadlock.
         """
         entries = self._snapshot.lookup(sender)
+        if _mute.active:  # mute: leave out what this context muted
+            entries = _mute.unmuted(self, entries, sender)
         send = Send(self, entries, sender, named, None, True)
         return _run.submit(send, self._executor)
 
@@ -362,6 +377,19 @@ class Signal:
         disconnect of the signal.
         """
         return SignalView(self, executor, timeout)
+
+    def muted(self, receiver: Receiver | None = None, *, sender: object = None) -> Mute:
+        """A context manager (and decorator) that silences this signal's calls
+        (only ``receiver``'s, identified as by :meth:`disconnect`; only in
+        sends for ``sender``) in the sends made in the current context.
+
+        Concurrency: it applies while it lasts to sends in this thread or task
+        and in copies of its context (tasks created inside it, calls handed to
+        pools, loops, ``Serial``s), never to another thread's or task's.  Mutes
+        nest.  A muted call does not begin; its slot is absent.  Connections,
+        ``receivers`` and ``has_listeners`` do not change (see docs/muting.md).
+        """
+        return Mute((Rule(self, receiver, sender),))
 
     # -- hooks (overridden by concsignals.django) -------------------------------
 
@@ -422,3 +450,14 @@ def receiver(
         return func
 
     return decorator
+
+
+def muted(*signals: Signal) -> Mute:
+    """Silence every call of each of ``signals`` in the sends made in the
+    current context only: :meth:`Signal.muted` for several signals at once."""
+    if not signals:
+        raise TypeError("muted() needs at least one signal to silence")
+    for sig in signals:
+        if not isinstance(sig, Signal):
+            raise TypeError(f"muted() needs Signal objects, not {sig!r}")
+    return Mute(tuple(Rule(sig, None, None) for sig in signals))
