@@ -1,6 +1,7 @@
 """concsignals: Django's signal dispatcher, rebuilt for concurrency."""
 
-from ._signal import Signal, adrain, drain, receiver
+from ._inflight import adrain, drain
+from ._signal import Signal, muted, receiver
 from ._view import SignalView
 from .executors import SignalRef
 
@@ -12,6 +13,7 @@ __all__ = [
     "SignalView",
     "adrain",
     "drain",
+    "muted",
     "receiver",
 ]
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import monitoring
+from . import _mute, monitoring
 from ._send import Responses, Send
 from ._snapshot import AsyncEntry, Entry, strong
 
@@ -50,6 +50,8 @@ def grouped(signal: Signal, sender: object, patched: bool) -> Sequence[Entry]:
             *(AsyncEntry(strong(r), None, 0, None) for r in asynchronous),
         ]
     entries = signal._snapshot.lookup(sender)
+    if _mute.active:  # mute: leave out what this context muted
+        entries = _mute.unmuted(signal, entries, sender)
     if not any(e.is_async for e in entries):
         return entries
     return [e for e in entries if not e.is_async] + [e for e in entries if e.is_async]

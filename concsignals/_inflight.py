@@ -252,6 +252,40 @@ async def await_(
         await asyncio.sleep(pause)
 
 
+def waiting_for(gone: Sequence[Entry], blocking: bool) -> Callable[[], list[str]]:
+    """What still runs of the disconnected entries ``gone``."""
+
+    def match(signal: Signal, entry: Entry) -> bool:
+        return any(entry is e for e in gone)
+
+    return lambda: busy(match, gone, blocking)
+
+
+def draining(signal: Signal | None, blocking: bool) -> Callable[[], list[str]]:
+    """What still runs of ``signal`` (``None``: of every signal); refused
+    inside a call it would wait for."""
+
+    def match(sig: Signal, entry: Entry) -> bool:
+        return signal is None or sig is signal
+
+    refuse_inside(match)
+    return lambda: busy(match, (), blocking) + pending(signal)
+
+
+def drain(timeout: float | None = None) -> None:
+    """Wait until no call of any signal is under way: every call begun has
+    ended and every fire-and-forget call is done (for shutdown: a gunicorn
+    ``worker_exit`` hook, an ASGI lifespan's shutdown).  ``timeout``:
+    ``TimeoutError`` naming what still runs.  Refused with ``RuntimeError``
+    inside a receiver's call (it would wait for itself)."""
+    wait(draining(None, True), timeout, "concsignals.drain()")
+
+
+async def adrain(timeout: float | None = None) -> None:
+    """:func:`drain` without blocking the running loop."""
+    await await_(draining(None, False), timeout, "concsignals.adrain()")
+
+
 def after_fork_in_child() -> None:
     """Only the forking thread goes on in the child: the other threads'
     marks are gone with them."""

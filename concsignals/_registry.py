@@ -238,6 +238,28 @@ def connect_locked(
 # -- disconnect ----------------------------------------------------------------
 
 
+def disconnect(
+    signal: Signal,
+    receiver: object,
+    sender: object,
+    dispatch_uid: object,
+    gone: list[Entry],
+) -> bool:
+    """``signal.disconnect``: whether it was connected; ``gone`` gets the
+    entry disconnected."""
+    key = lookup_key(receiver, sender, dispatch_uid)
+    released: list[object] = []
+    while True:  # again only if another writer changed this uid's bucket
+        resolved = None
+        if is_bucket_key(key):
+            resolved = resolve_uid(signal, key, dispatch_uid)
+        with signal._lock:
+            found = disconnect_locked(signal, key, resolved, released, gone)
+        if found is not None:
+            return found
+    # ``released`` is dropped on return, after the lock
+
+
 def disconnect_locked(
     signal: Signal,
     key: Any,

@@ -36,9 +36,10 @@ import threading
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from . import _fork, _inflight, _inline, _registry, _run, monitoring
+from . import _fork, _inflight, _inline, _mute, _registry, _run, monitoring
 from ._callables import accepts_kwargs, is_async_receiver
 from ._inflight import local as _reading
+from ._mute import Mute, Rule
 from ._send import Send
 from ._snapshot import (
     Entry,
@@ -173,24 +174,18 @@ class Signal:
 
         Concurrency: atomic, O(1) amortised.  Once it returns, no send calls
         the receiver again, not even a send already under way that has not
-        reached it yet.  A ``weak=False`` receiver is released after the
-        writer lock is, so its ``__del__`` may write to any signal.
-
-        ``wait=False``: a call already begun runs on to its end, and so does
-        a call already handed to an out-of-process executor.  ``wait=True``:
-        returns only once every call of this connection that began before it
-        has ended, on every target (calls still queued never begin, and are
-        not waited for); a call of the receiver that this very thread or
-        task is making is not waited for, so a receiver may disconnect
-        itself.  ``timeout``: a wait still unfinished then raises
-        ``TimeoutError`` naming what still runs; the receiver stays
-        disconnected.  No lock is held while waiting.
+        reached it yet.  ``wait=False``: a call already begun runs on to its
+        end.  ``wait=True``: returns once every call of the connection that
+        began before has ended, on every target, but a call this thread or
+        task is making (a receiver may disconnect itself); ``timeout``:
+        else ``TimeoutError`` naming what still runs, the receiver staying
+        disconnected.  No lock is held while waiting (``_inflight.py``).
         """
         gone: list[Entry] = []
-        found = self._disconnect(receiver, sender, dispatch_uid, gone)
+        found = _registry.disconnect(self, receiver, sender, dispatch_uid, gone)
         if wait and gone:
             _inflight.wait(
-                _waiting_for(gone, True), timeout, f"disconnect from {self!r}"
+                _inflight.waiting_for(gone, True), timeout, f"disconnect from {self!r}"
             )
         return found
 
@@ -205,30 +200,12 @@ class Signal:
         """:meth:`disconnect` with ``wait=True``, awaiting the calls without
         blocking the running loop (a call running as a task on it included)."""
         gone: list[Entry] = []
-        found = self._disconnect(receiver, sender, dispatch_uid, gone)
+        found = _registry.disconnect(self, receiver, sender, dispatch_uid, gone)
         if gone:
             await _inflight.await_(
-                _waiting_for(gone, False), timeout, f"disconnect from {self!r}"
+                _inflight.waiting_for(gone, False), timeout, f"disconnect from {self!r}"
             )
         return found
-
-    def _disconnect(
-        self,
-        receiver: Receiver | None,
-        sender: object,
-        dispatch_uid: object,
-        gone: list[Entry],
-    ) -> bool:
-        key = _registry.lookup_key(receiver, sender, dispatch_uid)
-        released: list[object] = []
-        while True:  # again only if another writer changed this uid's bucket
-            resolved = None
-            if _registry.is_bucket_key(key):
-                resolved = _registry.resolve_uid(self, key, dispatch_uid)
-            with self._lock:
-                found = _registry.disconnect_locked(self, key, resolved, released, gone)
-            if found is not None:
-                return found
 
     def drain(self, timeout: float | None = None) -> None:
         """Wait until no call of this signal is under way: every call begun
@@ -236,11 +213,12 @@ class Signal:
         ``timeout``: ``TimeoutError`` naming what still runs.  Refused with
         ``RuntimeError`` inside a call of this signal (it would wait for
         itself)."""
-        _inflight.wait(_draining(self, True), timeout, f"drain of {self!r}")
+        _inflight.wait(_inflight.draining(self, True), timeout, f"drain of {self!r}")
 
     async def adrain(self, timeout: float | None = None) -> None:
         """:meth:`drain` without blocking the running loop."""
-        await _inflight.await_(_draining(self, False), timeout, f"drain of {self!r}")
+        what = f"drain of {self!r}"
+        await _inflight.await_(_inflight.draining(self, False), timeout, what)
 
     def _collect_dead(self) -> None:
         """A send met a dead entry: have later sends rebuild their tuples
@@ -276,7 +254,9 @@ class Signal:
     def has_listeners(self, sender: object = None) -> bool:
         """Whether a send for ``sender`` would call any receiver right now.
 
-        Lock-free; the answer may be stale by the time the caller acts on it.
+        Mutes are not counted: it says whether receivers are connected, the
+        same in every thread (see docs/muting.md).  Lock-free; the answer may
+        be stale by the time the caller acts on it.
         """
         return any(e.get() is not None for e in self._snapshot.lookup(sender))
 
@@ -302,6 +282,8 @@ class Signal:
             return []
         if self._executor is not None or _monitored:  # monitor: off the fast path
             return self._send_general(snap, sender, named)
+        if _mute.active and _mute.held.get():  # mute: this context mutes some
+            return self._send_general(snap, sender, named)
         # The hot loop.  entry.get() is the disconnect-and-liveness check and
         # runs immediately before each call (see _snapshot.py); the entry is
         # in this thread's mark first (disconnect(wait=True): _inflight.py).
@@ -326,6 +308,8 @@ class Signal:
     ) -> Responses:
         """``send`` off the fast path: sender routes, an executor, async."""
         entries = snap.lookup(sender)
+        if _mute.active:  # mute: leave out what this context muted
+            entries = _mute.unmuted(self, entries, sender)
         if not entries:
             return []
         if (
@@ -355,6 +339,8 @@ class Signal:
         """
         snap = self._snapshot
         entries = snap.lookup(sender)
+        if _mute.active:  # mute: leave out what this context muted
+            entries = _mute.unmuted(self, entries, sender)
         if not entries:
             return []
         if (
@@ -381,6 +367,8 @@ class Signal:
         begun begins.
         """
         entries = self._snapshot.lookup(sender)
+        if _mute.active:  # mute: leave out what this context muted
+            entries = _mute.unmuted(self, entries, sender)
         if not entries:
             return []
         return await _run.arun(Send(self, entries, sender, named), self._executor)
@@ -394,6 +382,8 @@ class Signal:
         :meth:`asend`.
         """
         entries = self._snapshot.lookup(sender)
+        if _mute.active:  # mute: leave out what this context muted
+            entries = _mute.unmuted(self, entries, sender)
         if not entries:
             return []
         send = Send(self, entries, sender, named, None, True)
@@ -412,6 +402,8 @@ class Signal:
         deadlock.
         """
         entries = self._snapshot.lookup(sender)
+        if _mute.active:  # mute: leave out what this context muted
+            entries = _mute.unmuted(self, entries, sender)
         send = Send(self, entries, sender, named, None, True)
         return _run.submit(send, self._executor)
 
@@ -427,6 +419,19 @@ class Signal:
         disconnect of the signal.
         """
         return SignalView(self, executor, timeout)
+
+    def muted(self, receiver: Receiver | None = None, *, sender: object = None) -> Mute:
+        """A context manager (and decorator) that silences this signal's calls
+        (only ``receiver``'s, identified as by :meth:`disconnect`; only in
+        sends for ``sender``) in the sends made in the current context.
+
+        Concurrency: it applies while it lasts to sends in this thread or task
+        and in copies of its context (tasks created inside it, calls handed to
+        pools, loops, ``Serial``s), never to another thread's or task's.  Mutes
+        nest.  A muted call does not begin; its slot is absent.  Connections,
+        ``receivers`` and ``has_listeners`` do not change (see docs/muting.md).
+        """
+        return Mute((Rule(self, receiver, sender),))
 
     # -- hooks (overridden by concsignals.django) -------------------------------
 
@@ -489,30 +494,12 @@ def receiver(
     return decorator
 
 
-def _waiting_for(gone: list[Entry], blocking: bool) -> Callable[[], list[str]]:
-    """What still runs of the disconnected entries ``gone``."""
-
-    def match(signal: object, entry: Entry) -> bool:
-        return any(entry is e for e in gone)
-
-    return lambda: _inflight.busy(match, gone, blocking)
-
-
-def _draining(signal: Signal | None, blocking: bool) -> Callable[[], list[str]]:
-    """What still runs of ``signal`` (``None``: of every signal)."""
-
-    def match(sig: object, entry: Entry) -> bool:
-        return signal is None or sig is signal
-
-    _inflight.refuse_inside(match)
-    return lambda: _inflight.busy(match, (), blocking) + _inflight.pending(signal)
-
-
-def drain(timeout: float | None = None) -> None:
-    """Wait until no call of any signal is under way (see :meth:`Signal.drain`)."""
-    _inflight.wait(_draining(None, True), timeout, "concsignals.drain()")
-
-
-async def adrain(timeout: float | None = None) -> None:
-    """:func:`drain` without blocking the running loop."""
-    await _inflight.await_(_draining(None, False), timeout, "concsignals.adrain()")
+def muted(*signals: Signal) -> Mute:
+    """Silence every call of each of ``signals`` in the sends made in the
+    current context only: :meth:`Signal.muted` for several signals at once."""
+    if not signals:
+        raise TypeError("muted() needs at least one signal to silence")
+    for sig in signals:
+        if not isinstance(sig, Signal):
+            raise TypeError(f"muted() needs Signal objects, not {sig!r}")
+    return Mute(tuple(Rule(sig, None, None) for sig in signals))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from . import _run
+from . import _mute, _run
 from ._send import Responses, Send
 
 if TYPE_CHECKING:
@@ -43,6 +43,8 @@ class SignalView:
 
     def _send(self, sender: Any, named: dict[str, Any], robust: bool) -> Send:
         entries = self.signal._snapshot.lookup(sender)
+        if _mute.active:  # mute: leave out what this context muted
+            entries = _mute.unmuted(self.signal, entries, sender)
         return Send(self.signal, entries, sender, named, self.timeout, robust)
 
     def send(self, /, sender: Any, **named: Any) -> Responses:

@@ -51,7 +51,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from typing import Any, TypeVar
 
-from . import _adopt, _djangosend, _inline, _registry, _replace, _run, _signal
+from . import _adopt, _djangosend, _inline, _mute, _registry, _replace, _run, _signal
 from ._adopt import NONE_ID
 from ._inflight import local as _reading
 from ._send import Send, log_failure
@@ -114,7 +114,8 @@ class Signal(_signal.Signal):
         _registry.drop_dead(self, blocking=True)
 
     def _live_receivers(self, sender: object) -> tuple[list[Any], list[Any]]:
-        """Django's ``(sync receivers, async receivers)`` for ``sender``.
+        """Django's ``(sync receivers, async receivers)`` for ``sender``,
+        without those the current context muted.
 
         Every send asks it only if it was overridden in a subclass or
         replaced on the class (sentry-sdk's Django integration wraps each
@@ -122,7 +123,10 @@ class Signal(_signal.Signal):
         """
         sync: list[Any] = []
         asynchronous: list[Any] = []
-        for entry in self._snapshot.lookup(sender):
+        entries = self._snapshot.lookup(sender)
+        if _mute.active:  # mute: leave out what this context muted
+            entries = _mute.unmuted(self, entries, sender)
+        for entry in entries:
             r = entry.get()
             if r is not None:
                 (asynchronous if entry.is_async else sync).append(r)
@@ -130,7 +134,8 @@ class Signal(_signal.Signal):
 
     def has_listeners(self, sender: object = None) -> bool:
         """:meth:`concsignals.Signal.has_listeners`; through ``_live_receivers``,
-        as on Django, if it was overridden or replaced on the class."""
+        as on Django, if it was overridden or replaced on the class (which
+        then leaves out what the current context muted)."""
         if _patched(self):
             sync, asynchronous = self._live_receivers(sender)
             return bool(sync) or bool(asynchronous)
@@ -231,8 +236,10 @@ class Signal(_signal.Signal):
         """
         snap = self._snapshot
         entries = snap.inline
-        if entries is None:
+        if entries is None or (_mute.active and _mute.held.get()):
             entries = snap.lookup(sender)
+            if _mute.active:  # mute: leave out what this context muted
+                entries = _mute.unmuted(self, entries, sender)
         if not entries:  # nobody to call (Django returns at once too)
             return []
         if self._executor is not None or snap.has_opts:  # concsignals' rules
@@ -272,6 +279,8 @@ class Signal(_signal.Signal):
         """
         snap = self._snapshot
         entries = snap.lookup(sender)
+        if _mute.active:  # mute: leave out what this context muted
+            entries = _mute.unmuted(self, entries, sender)
         if not entries:
             return []
         if self._executor is not None or snap.has_opts:  # concsignals' rules

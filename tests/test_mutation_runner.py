@@ -9,7 +9,7 @@ from tests.mutation.critical import MUTANTS
 from tests.mutation.runner import Mutant, check_anchors, run_one
 
 TARGET = "concsignals/__init__.py"
-ANCHOR = '"SignalView",\n    "receiver",\n]'
+ANCHOR = '"muted",\n    "receiver",\n]'
 PUBLIC_API_TESTS = ("tests/test_public_api.py",)
 
 

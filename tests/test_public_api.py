@@ -14,6 +14,7 @@ def test_all_is_pinned():
         "Signal",
         "SignalRef",
         "SignalView",
+        "muted",
         "receiver",
     ]
     for name in concsignals.__all__:
@@ -61,3 +62,14 @@ def test_the_package_is_typed():
     from importlib.resources import files
 
     assert files("concsignals").joinpath("py.typed").is_file()
+
+
+def test_muted_signatures():
+    params = inspect.signature(concsignals.Signal.muted).parameters
+    assert list(params) == ["self", "receiver", "sender"]
+    assert params["receiver"].default is None
+    assert params["sender"].kind is inspect.Parameter.KEYWORD_ONLY
+    assert params["sender"].default is None
+    params = inspect.signature(concsignals.muted).parameters
+    assert list(params) == ["signals"]
+    assert params["signals"].kind is inspect.Parameter.VAR_POSITIONAL

@@ -272,4 +272,25 @@ MUTANTS: list[Mutant] = [
         new="        return False\n",
         tests=("tests/test_delivery.py", "-k", "loops_thread_to_that_loop_runs"),
     ),
+    Mutant(
+        name="mute-scoped-to-context",
+        promise="11. a mute applies to the sends of the context that entered it "
+        "only, never to another thread's or task's",
+        file="concsignals/_mute.py",
+        old=(
+            "held: contextvars.ContextVar[tuple[Held, ...]] = contextvars.ContextVar(\n"
+            '    "concsignals_muted", default=()\n'
+            ")\n"
+        ),
+        # The mutes of the whole process in one global, as every other
+        # library's mute is.
+        new=(
+            "class _Everywhere:\n"
+            "    value: tuple[Held, ...] = ()\n"
+            "    def get(self): return self.value\n"
+            "    def set(self, value): self.value = value\n"
+            "held = _Everywhere()\n"
+        ),
+        tests=("tests/test_muted.py", "-k", "another_alone or two_tasks"),
+    ),
 ]
