@@ -10,9 +10,12 @@ without any lock a receiver could need:
 
 * **Inline sends** (the plain loops, which must stay as cheap as a plain
   loop): the sending thread pushes a :data:`Mark` on its own stack
-  (``local.stack``) before its first call, stores each entry in it before
-  reading that entry's ``get``, and pops it after its last call: one store
-  per call.
+  (``local.stack``) before its first call and pops it after its last; what
+  it writes anyway (its responses) and a count of skips tell where it is,
+  so a call costs nothing more.  A waiter reads the skips, the length of
+  the responses, and the skips again (until the two agree): the entry at
+  that position is the one that may run; a later one can only begin after
+  that read, and so after ``get`` returns ``None``.
 * **Calls** made through a gate (``Send.begin``/``Send.end``, the lean jobs):
   a :class:`Running` in the set :data:`calls` from just before the gate
   reads ``get`` until the call has ended (a call abandoned at a deadline is
@@ -51,9 +54,10 @@ if TYPE_CHECKING:
     from ._signal import Signal
     from ._snapshot import Entry
 
-#: An inline send under way: ``[signal, the entry being called]`` (``None``
-#: before the first call); the sending thread stores each entry in it
-#: before that entry's gate reads ``get``.
+#: An inline send under way: ``[signal, entries, responses, skipped]``.  The
+#: sending thread appends to ``responses`` when a call has returned and
+#: counts in ``skipped`` each entry its gate found gone, so the entry it is
+#: at (calling, or about to read) is ``entries[len(responses) + skipped]``.
 Mark = list[Any]
 
 
@@ -167,11 +171,24 @@ def busy(match: Match, gone: Sequence[Entry], blocking: bool) -> list[str]:
     for ident, marks in list(_stacks.items()):
         if ident == me:
             continue
-        for signal, entry in list(marks):
-            if entry is not None and match(signal, entry):
+        for send in list(marks):
+            entry = at(send)
+            if entry is not None and match(send[0], entry):
                 name = describe_gone(entry, gone)
                 found.append(f"{name} in {thread_name(ident)}")
     return found
+
+
+def at(mark: Mark) -> Entry | None:
+    """The entry an inline send is at (see :data:`Mark`); ``None``: past
+    its last."""
+    _, entries, responses, _ = mark
+    while True:
+        skipped = mark[3]
+        k = len(responses) + skipped
+        if mark[3] == skipped:
+            break
+    return entries[k] if k < len(entries) else None
 
 
 def where(mark: Running) -> str:
@@ -197,7 +214,8 @@ def refuse_inside(match: Match) -> None:
         and match(m.signal, m.entry)
         for m in list(calls)
     ) or any(
-        entry is not None and match(signal, entry) for signal, entry in local.stack
+        (entry := at(mark)) is not None and match(mark[0], entry)
+        for mark in local.stack
     )
     if inside:
         raise RuntimeError(

@@ -32,15 +32,16 @@ def call_inline(
 ) -> Responses:
     """Call each live entry in order in this thread; the first error propagates."""
     responses: Responses = []
-    mark: list[Any] = [signal, None]  # this send's mark for disconnect(wait=True)
+    mark: list[Any] = [signal, entries, responses, 0]  # see _inflight.py
     stack = _reading.stack
     stack.append(mark)
     try:
         for e in entries:
-            mark[1] = e
             r = e.get()
-            if r is not None:
-                responses.append((r, r(signal=signal, sender=sender, **named)))
+            if r is None:
+                mark[3] += 1
+                continue
+            responses.append((r, r(signal=signal, sender=sender, **named)))
     finally:
         stack.pop()
     return responses
@@ -51,14 +52,14 @@ def call_robust(
 ) -> Responses:
     """Call each live entry in order in this thread, catching ``Exception``."""
     responses: Responses = []
-    mark: list[Any] = [signal, None]  # this send's mark for disconnect(wait=True)
+    mark: list[Any] = [signal, entries, responses, 0]  # see _inflight.py
     stack = _reading.stack
     stack.append(mark)
     try:
         for entry in entries:
-            mark[1] = entry
             r = entry.get()
             if r is None:
+                mark[3] += 1
                 continue
             try:
                 response = r(signal=signal, sender=sender, **named)
@@ -103,7 +104,7 @@ def call_watched(
 ) -> Responses:
     """:func:`call_inline` or :func:`call_robust` (``watch.robust``), reporting
     each call to the monitors as it goes (``monitoring.watch_inline``)."""
-    mark: list[Any] = [signal, None]  # this send's mark for disconnect(wait=True)
+    mark: list[Any] = [signal, entries, [], 0]  # see _inflight.py
     stack = _reading.stack
     stack.append(mark)
     try:
@@ -120,11 +121,11 @@ def _call_watched(
     named: dict[str, Any],
     mark: list[Any],
 ) -> Responses:
-    responses: Responses = []
+    responses: Responses = mark[2]
     for i, entry in enumerate(entries):
-        mark[1] = entry
         r = entry.get()
         if r is None:
+            mark[3] += 1
             watch.skip(i)
             continue
         entered = watch.enter(i, r)

@@ -285,17 +285,18 @@ class Signal:
         if _mute.active and _mute.held.get():  # mute: this context mutes some
             return self._send_general(snap, sender, named)
         # The hot loop.  entry.get() is the disconnect-and-liveness check and
-        # runs immediately before each call (see _snapshot.py); the entry is
-        # in this thread's mark first (disconnect(wait=True): _inflight.py).
+        # runs immediately before each call (see _snapshot.py).  The send is
+        # marked in this thread while it runs (disconnect(wait=True) and drain:
+        # _inflight.py): a skip counts in the mark, a call once it returned.
         responses: Responses = []
-        mark: list[Any] = [self, None]
+        mark: list[Any] = [self, entries, responses, 0]
         stack = _reading.stack
         stack.append(mark)
         try:
             for entry in entries:
-                mark[1] = entry
                 r = entry.get()
                 if r is None:
+                    mark[3] += 1
                     self._collect_dead()
                     continue
                 responses.append((r, r(signal=self, sender=sender, **named)))

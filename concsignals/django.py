@@ -257,14 +257,14 @@ class Signal(_signal.Signal):
                             )
                 return _djangosend.then_async(send)
         responses: Responses = []  # the hot loop, as Signal.send's
-        mark: list[Any] = [self, None]  # for disconnect(wait=True): _inflight.py
+        mark: list[Any] = [self, entries, responses, 0]  # see _inflight.py
         stack = _reading.stack
         stack.append(mark)
         try:
             for entry in entries:
-                mark[1] = entry
                 r = entry.get()
                 if r is None:
+                    mark[3] += 1
                     self._collect_dead()
                     continue
                 responses.append((r, r(signal=self, sender=sender, **named)))
@@ -298,14 +298,14 @@ class Signal(_signal.Signal):
                             )
                 return _djangosend.then_async(send)
         responses: Responses = []  # the plain loop, as _inline.call_robust's
-        mark: list[Any] = [self, None]  # for disconnect(wait=True): _inflight.py
+        mark: list[Any] = [self, entries, responses, 0]  # see _inflight.py
         stack = _reading.stack
         stack.append(mark)
         try:
             for entry in entries:
-                mark[1] = entry
                 r = entry.get()
                 if r is None:
+                    mark[3] += 1
                     continue
                 try:
                     response = r(signal=self, sender=sender, **named)

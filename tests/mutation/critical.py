@@ -304,10 +304,10 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         name="inline-send-marks-its-call",
-        promise="13. the inline fast path marks each call before its gate, so "
-        "disconnect(wait=True) sees it",
+        promise="13. the inline fast path marks its send before any gate, so "
+        "disconnect(wait=True) sees its calls",
         file="concsignals/_signal.py",
-        old="                mark[1] = entry\n",
+        old="        stack.append(mark)\n",
         new="",
         tests=("tests/test_quiesce.py", "-k", "returns_once_the_running_call"),
     ),
@@ -327,5 +327,14 @@ MUTANTS: list[Mutant] = [
         old="    futures[fut] = signal\n",
         new="    pass\n",
         tests=("tests/test_quiesce.py", "-k", "drain"),
+    ),
+    Mutant(
+        name="inline-send-counts-skips",
+        promise="13. an inline send counts the receivers its gate skipped, so a "
+        "waiter knows which call it is at",
+        file="concsignals/_signal.py",
+        old="                    mark[3] += 1\n",
+        new="",
+        tests=("tests/test_quiesce.py", "-k", "dead"),
     ),
 ]
