@@ -1,5 +1,6 @@
 """concsignals: Django's signal dispatcher, rebuilt for concurrency."""
 
+from ._connection import Connection
 from ._inflight import adrain, drain
 from ._signal import Signal, muted, receiver
 from ._view import SignalView
@@ -7,6 +8,7 @@ from .executors import SignalRef
 
 __all__ = [
     "INLINE",
+    "Connection",
     "Serial",
     "Signal",
     "SignalRef",

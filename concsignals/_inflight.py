@@ -204,6 +204,16 @@ def describe_gone(entry: Entry, gone: Sequence[Entry]) -> str:
     return receiver_of(entry)
 
 
+def count(entry: Entry) -> int:
+    """How many calls of ``entry`` are under way (in any thread)."""
+    running = sum(1 for m in list(calls) if m.entry is entry and m.thread is not None)
+    handed = sum(1 for m in list(calls) if m.entry is entry and m.thread is None)
+    inline = sum(
+        1 for marks in list(_stacks.values()) for s in list(marks) if at(s) is entry
+    )
+    return running + handed + inline
+
+
 def refuse_inside(match: Match) -> None:
     """A drain from inside a call it would wait for: ``RuntimeError``."""
     me = threading.get_ident()

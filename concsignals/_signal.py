@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from . import _fork, _inflight, _inline, _mute, _registry, _run, monitoring
 from ._callables import accepts_kwargs, is_async_receiver
+from ._connection import Connection
 from ._inflight import local as _reading
 from ._mute import Mute, Rule
 from ._send import Send
@@ -119,8 +120,9 @@ class Signal:
         via: object = None,
         wait: bool = True,
         phase: int = 0,
-    ) -> None:
-        """Connect ``receiver`` to this signal, for ``sender`` or (``None``) any.
+    ) -> Connection:
+        """Connect ``receiver`` to this signal, for ``sender`` or (``None``) any;
+        return the :class:`~concsignals.Connection` (Django returns ``None``).
 
         Idempotent per (``dispatch_uid`` or receiver, sender): connecting
         again changes nothing, options included.  A bound method sender is
@@ -158,7 +160,8 @@ class Signal:
             with self._lock:
                 done = _registry.connect_locked(self, req, sender, resolved, released)
             if done:
-                return
+                assert req.entry is not None
+                return Connection(self, req.entry, key, dispatch_uid)
         # ``released`` is dropped here, after the lock: see _registry.py
 
     def disconnect(
@@ -249,7 +252,7 @@ class Signal:
         """
         _registry.drop_dead(self, blocking=False)
         entries = self._snapshot.entries
-        return [r for e in entries if e.is_live() and (r := e.get()) is not None]
+        return [r for e in entries if e.is_live() and (r := e.receiver()) is not None]
 
     def has_listeners(self, sender: object = None) -> bool:
         """Whether a send for ``sender`` would call any receiver right now.

@@ -53,6 +53,7 @@ from typing import Any, TypeVar
 
 from . import _adopt, _djangosend, _inline, _mute, _registry, _replace, _run, _signal
 from ._adopt import NONE_ID
+from ._connection import Connection
 from ._inflight import local as _reading
 from ._send import Send, log_failure
 from ._snapshot import (
@@ -210,12 +211,12 @@ class Signal(_signal.Signal):
         via: object = None,
         wait: bool = True,
         phase: int = 0,
-    ) -> None:
+    ) -> Connection:
         """:meth:`concsignals.Signal.connect`, under the name Django's checks know.
 
         Concurrency: atomic, as ``concsignals.Signal.connect``.
         """
-        super().connect(
+        return super().connect(
             receiver, sender, weak, dispatch_uid, via=via, wait=wait, phase=phase
         )
 

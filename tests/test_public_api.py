@@ -9,6 +9,7 @@ import concsignals
 
 def test_all_is_pinned():
     assert sorted(concsignals.__all__) == [
+        "Connection",
         "INLINE",
         "Serial",
         "Signal",

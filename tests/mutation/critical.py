@@ -115,9 +115,9 @@ MUTANTS: list[Mutant] = [
         name="finalizers-outside-the-lock",
         promise="5. a strong receiver is dropped after the writer lock is released",
         file="concsignals/_registry.py",
-        old="            found = disconnect_locked(signal, key, resolved, released, gone)\n",
+        old="            found = disconnect_locked(signal, key, resolved, released, gone, only)\n",
         new=(
-            "            found = disconnect_locked(signal, key, resolved, released, gone)\n"
+            "            found = disconnect_locked(signal, key, resolved, released, gone, only)\n"
             "            released.clear()\n"
         ),
         tests=("tests/test_signal.py", "tests/test_lifetimes.py"),
@@ -336,5 +336,22 @@ MUTANTS: list[Mutant] = [
         old="                    mark[3] += 1\n",
         new="",
         tests=("tests/test_quiesce.py", "-k", "dead"),
+    ),
+    Mutant(
+        name="blocked-holds-calls",
+        promise="13. while Connection.blocked() is held no call of the "
+        "connection begins, in any thread",
+        file="concsignals/_snapshot.py",
+        old="    def __call__(self) -> None:\n        return None\n",
+        new="    def __call__(self) -> None:\n        return self.original()\n",
+        tests=("tests/test_connection.py", "-k", "blocked"),
+    ),
+    Mutant(
+        name="blocked-stays-connected",
+        promise="13. a blocked connection stays connected through other writes",
+        file="concsignals/_snapshot.py",
+        old="        if type(get) is Blocked:\n            get = get.original\n",
+        new="",
+        tests=("tests/test_connection.py", "-k", "blocked"),
     ),
 ]
