@@ -351,3 +351,27 @@ def test_adrain_waits_without_blocking_the_loop(loop_thread: LoopThread) -> None
 
     asyncio.run(main())
     assert log == ["call ended"]
+
+
+# -- fork ---------------------------------------------------------------------------
+
+
+def test_a_forked_child_starts_with_nothing_in_flight(
+    loop_thread: LoopThread,
+) -> None:
+    """A call running in another thread of the parent stays there: in the
+    child, drain and a waiting disconnect return at once."""
+    from tests.test_fork import in_child
+
+    log: list[str] = []
+    sig, parked = start("via-pool", log, loop_thread)
+    fired, queued = start("fire-and-forget", log, loop_thread)
+
+    def child() -> tuple[bool, bool]:
+        concsignals.drain(timeout=5)
+        return sig.disconnect(parked, wait=True, timeout=5), bool(fired.receivers)
+
+    assert in_child(child) == (True, True)
+    assert sig.receivers == [parked]  # the parent's connection is untouched
+    parked.finish()
+    queued.finish()
