@@ -66,21 +66,23 @@ class Connection:
 
     def disconnect(self, wait: bool = False, timeout: float | None = None) -> bool:
         """Disconnect this connection (see :meth:`Signal.disconnect` for
-        ``wait`` and ``timeout``); whether it was connected."""
-        gone: list[Entry] = []
-        found = self._disconnect(gone)
-        if wait and gone:
+        ``wait`` and ``timeout``); whether it was connected.
+
+        Unlike ``signal.disconnect``, the handle still knows its connection
+        once it is gone, so ``wait=True`` waits even when the connection was
+        already disconnected: after a wait that timed out, call it again."""
+        found = self._disconnect([])
+        if wait:
             what = f"disconnect from {self.signal!r}"
-            _inflight.wait(_inflight.waiting_for(gone, True), timeout, what)
+            _inflight.wait(_inflight.waiting_for([self._entry], True), timeout, what)
         return found
 
     async def adisconnect(self, timeout: float | None = None) -> bool:
         """:meth:`disconnect` with ``wait=True``, without blocking the loop."""
-        gone: list[Entry] = []
-        found = self._disconnect(gone)
-        if gone:
-            what = f"disconnect from {self.signal!r}"
-            await _inflight.await_(_inflight.waiting_for(gone, False), timeout, what)
+        found = self._disconnect([])
+        what = f"disconnect from {self.signal!r}"
+        waiting = _inflight.waiting_for([self._entry], False)
+        await _inflight.await_(waiting, timeout, what)
         return found
 
     def _disconnect(self, gone: list[Entry]) -> bool:

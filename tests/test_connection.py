@@ -90,6 +90,30 @@ def test_disconnect_with_wait_through_the_handle() -> None:
     assert conn.in_flight == 0
 
 
+def test_after_a_wait_timed_out_the_handle_waits_again() -> None:
+    log: list[str] = []
+    parked = Parked(log)
+    sig = Signal()
+    conn = sig.connect(parked)
+    in_thread(lambda: sig.send(sender=None))
+    assert parked.began.wait(10)
+    with pytest.raises(TimeoutError):
+        conn.disconnect(wait=True, timeout=0.05)
+    assert not sig.disconnect(parked)  # by receiver: nothing left to find
+    t, out = in_thread(lambda: conn.disconnect(wait=True))
+    t.join(0.3)
+    assert t.is_alive()  # the second wait waits, though nothing was connected
+    log.append("let go")
+    parked.go.set()
+    t.join(10)
+    assert out == [False] and log == ["let go", "call ended"]
+
+    async def again() -> bool:
+        return await conn.adisconnect(timeout=10)
+
+    assert asyncio.run(again()) is False
+
+
 def test_adisconnect_through_the_handle() -> None:
     log: list[str] = []
     parked = Parked(log)

@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import gc
 import threading
+import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Executor, Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +23,7 @@ import pytest
 import concsignals
 from concsignals import Serial, Signal, monitoring
 from concsignals import django as cdjango
+from tests.receivers import WaitForFile
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -228,6 +231,29 @@ def test_a_receiver_disconnects_itself_with_wait(how: str) -> None:
         [(_, got)] = sig.send(sender=None)
     assert got is True
     pool.shutdown()
+
+
+def test_a_call_in_another_process_is_waited_for_through_its_future(
+    process_pool: Executor, tmp_path: Path
+) -> None:
+    began, go = tmp_path / "began", tmp_path / "go"
+    receiver = WaitForFile("done", str(go), 20, began=str(began))
+    sig = Signal()
+    conn = sig.connect(receiver, weak=False)
+    sending, sent = in_thread(lambda: sig.using(process_pool).send(sender=None))
+    give_up = time.monotonic() + 20
+    while not began.exists():
+        assert time.monotonic() < give_up, "the call never began in the worker"
+        time.sleep(0.01)
+    with pytest.raises(TimeoutError, match="another process"):
+        sig.disconnect(receiver, wait=True, timeout=0.2)
+    waiting, out = in_thread(lambda: conn.disconnect(wait=True))
+    waiting.join(0.3)
+    assert waiting.is_alive()  # the worker's call has not returned
+    go.touch()
+    waiting.join(20)
+    sending.join(20)
+    assert out == [False] and sent == [[(receiver, "done")]]
 
 
 def test_a_queued_call_is_not_waited_for_and_never_runs() -> None:
