@@ -1,15 +1,20 @@
 """concsignals: Django's signal dispatcher, rebuilt for concurrency."""
 
+from ._connection import Connection
+from ._inflight import adrain, drain
 from ._signal import Signal, muted, receiver
 from ._view import SignalView
 from .executors import SignalRef
 
 __all__ = [
     "INLINE",
+    "Connection",
     "Serial",
     "Signal",
     "SignalRef",
     "SignalView",
+    "adrain",
+    "drain",
     "muted",
     "receiver",
 ]

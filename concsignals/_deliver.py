@@ -60,14 +60,10 @@ from concurrent.futures import Executor, Future
 from time import monotonic
 from typing import Any
 
-from . import _async, _inline, _pickled, _threads, executors, monitoring
+from . import _async, _inflight, _inline, _pickled, _threads, executors, monitoring
 from ._send import RUNNING, Failed, Responses, Returned, Send, Why
 from ._snapshot import Entry
 from ._targets import INLINE, LoopTarget, runs_here
-
-#: Every fire-and-forget Future, until it is done: a call nobody waits for
-#: is never lost half-way.  ``set.add``/``discard`` are atomic.
-_in_flight: set[Future[Any]] = set()
 
 
 def has_options(entries: Sequence[Entry]) -> bool:
@@ -211,8 +207,7 @@ def fire(send: Send, i: int, where: Executor | None) -> None:
     entry = send.entries[i]
     call = Send(send.signal, (entry,), send.sender, send.named, None, True)
     fut: Future[Any] = Future()
-    _in_flight.add(fut)
-    fut.add_done_callback(_in_flight.discard)
+    _inflight.track(fut, send.signal)  # held until done: never lost half-way
     fut.add_done_callback(lambda f: _withdraw(f, call))
     # Once the call begins, cancelling the Future fails, as for any running job.
     call.on_begin = lambda: _running(call, fut)

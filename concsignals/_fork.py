@@ -114,7 +114,7 @@ import threading
 import weakref
 from typing import TYPE_CHECKING
 
-from . import _replace, executors
+from . import _inflight, _replace, executors
 
 if TYPE_CHECKING:
     from ._signal import Signal
@@ -151,6 +151,7 @@ def _after_fork_in_child() -> None:
     Only the forking thread exists, so nothing else can use what is reset.
     """
     executors.reset_owned_after_fork()
+    _inflight.after_fork_in_child()  # the other threads' calls stayed behind
     alive = [s for s in (ref() for ref in list(_signals.values())) if s is not None]
     # Every lock first: a __del__ that a repair runs may write to any signal.
     for signal in alive:

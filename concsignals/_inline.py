@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import monitoring
 from ._carriers import Managed, exit_all
+from ._inflight import local as _reading
 from ._send import Responses, Send, log_failure
 from ._snapshot import Receiver
 
@@ -30,11 +31,20 @@ def call_inline(
     signal: Signal, entries: Sequence[Entry], sender: object, named: dict[str, Any]
 ) -> Responses:
     """Call each live entry in order in this thread; the first error propagates."""
-    return [
-        (r, r(signal=signal, sender=sender, **named))
-        for e in entries
-        if (r := e.get()) is not None
-    ]
+    responses: Responses = []
+    mark: list[Any] = [signal, entries, responses, 0]  # see _inflight.py
+    stack = _reading.stack
+    stack.append(mark)
+    try:
+        for e in entries:
+            r = e.get()
+            if r is None:
+                mark[3] += 1
+                continue
+            responses.append((r, r(signal=signal, sender=sender, **named)))
+    finally:
+        stack.pop()
+    return responses
 
 
 def call_robust(
@@ -42,16 +52,23 @@ def call_robust(
 ) -> Responses:
     """Call each live entry in order in this thread, catching ``Exception``."""
     responses: Responses = []
-    for entry in entries:
-        r = entry.get()
-        if r is None:
-            continue
-        try:
-            response = r(signal=signal, sender=sender, **named)
-        except Exception as err:
-            log_failure(signal, r, err)
-            response = err
-        responses.append((r, response))
+    mark: list[Any] = [signal, entries, responses, 0]  # see _inflight.py
+    stack = _reading.stack
+    stack.append(mark)
+    try:
+        for entry in entries:
+            r = entry.get()
+            if r is None:
+                mark[3] += 1
+                continue
+            try:
+                response = r(signal=signal, sender=sender, **named)
+            except Exception as err:
+                log_failure(signal, r, err)
+                response = err
+            responses.append((r, response))
+    finally:
+        stack.pop()
     return responses
 
 
@@ -87,10 +104,28 @@ def call_watched(
 ) -> Responses:
     """:func:`call_inline` or :func:`call_robust` (``watch.robust``), reporting
     each call to the monitors as it goes (``monitoring.watch_inline``)."""
-    responses: Responses = []
+    mark: list[Any] = [signal, entries, [], 0]  # see _inflight.py
+    stack = _reading.stack
+    stack.append(mark)
+    try:
+        return _call_watched(watch, signal, entries, sender, named, mark)
+    finally:
+        stack.pop()
+
+
+def _call_watched(
+    watch: SendEvent,
+    signal: Signal,
+    entries: Sequence[Entry],
+    sender: object,
+    named: dict[str, Any],
+    mark: list[Any],
+) -> Responses:
+    responses: Responses = mark[2]
     for i, entry in enumerate(entries):
         r = entry.get()
         if r is None:
+            mark[3] += 1
             watch.skip(i)
             continue
         entered = watch.enter(i, r)

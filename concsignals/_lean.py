@@ -30,7 +30,7 @@ from concurrent.futures import CancelledError, Executor, Future
 from concurrent.futures import wait as wait_for
 from typing import TYPE_CHECKING, Any
 
-from . import executors
+from . import _inflight, executors
 from ._send import Responses, log_failure
 from ._snapshot import Entry
 from ._targets import LoopTarget, Serial
@@ -74,6 +74,7 @@ def fire_only(
             continue
         where = e.opts.target or executor or executors.owned_pool()  # type: ignore[union-attr]
         fut: Future[Any] = Future()
+        _inflight.track(fut, signal)
         try:
             post(where, fut, (e, signal, sender, named, True))
         except Exception as err:  # refused: the call's outcome
@@ -170,18 +171,22 @@ def call(fut: Future[Any], what: Call) -> None:
     into ``fut``; a failure logged as ``send_robust`` logs it if ``log``
     (nobody waits for it).  Raises nothing."""
     entry, signal, sender, named, log = what
-    r = entry.get()
-    if r is None:
-        fut.cancel()
-        fut.set_running_or_notify_cancel()  # wait() and as_completed() see it
-        return
-    if not fut.set_running_or_notify_cancel():
-        return  # cancelled before it began: withdrawn
+    mark = _inflight.enter(signal, entry)  # before the gate reads get
     try:
-        value = r(signal=signal, sender=sender, **named)
-    except BaseException as err:  # the call's outcome: its Future carries it
-        if log and isinstance(err, Exception):
-            log_failure(signal, r, err)
-        fut.set_exception(err)
-    else:
-        fut.set_result(value)
+        r = entry.get()
+        if r is None:
+            fut.cancel()
+            fut.set_running_or_notify_cancel()  # wait() and as_completed() see it
+            return
+        if not fut.set_running_or_notify_cancel():
+            return  # cancelled before it began: withdrawn
+        try:
+            value = r(signal=signal, sender=sender, **named)
+        except BaseException as err:  # the call's outcome: its Future carries it
+            if log and isinstance(err, Exception):
+                log_failure(signal, r, err)
+            fut.set_exception(err)
+        else:
+            fut.set_result(value)
+    finally:
+        _inflight.leave(mark)

@@ -78,7 +78,7 @@ def hand_off_pickled(
     handed: Handed = []
     stoppable = stops(executor)
     for i in slots:
-        r = send.begin(i)  # a receiver gone since pickling is SKIPPED here
+        r = send.begin(i, here=False)  # a receiver gone since pickling: SKIPPED
         if r is None:
             continue
         blob = blobs.get(i)

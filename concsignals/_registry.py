@@ -124,7 +124,7 @@ class Request:
     :func:`connect_locked` connects, and (in a ``_replace.Wanted``) what
     ``_replace.replace_locked`` publishes."""
 
-    __slots__ = ("get", "hold", "is_async", "key", "opts", "uid")
+    __slots__ = ("entry", "get", "hold", "is_async", "key", "opts", "uid")
 
     def __init__(
         self,
@@ -141,6 +141,8 @@ class Request:
         self.get = get
         self.hold = hold
         self.is_async = is_async
+        #: The connection's entry once connected (or found connected).
+        self.entry: Entry | None = None
 
 
 def connect_locked(
@@ -161,6 +163,7 @@ def connect_locked(
         if not still:
             return False
         if existing is not None and existing.is_live():
+            req.entry = existing
             return True
         skey = key[-1]
         cur = None if sender is None else st.routes.get(skey)
@@ -232,10 +235,45 @@ def connect_locked(
         if isinstance(stale, Entry):
             stale.cache = None  # its merged tuple holds it: break the cycle
         released += [base, stale, resolved, old_cache]
+        req.entry = entry
         return True
 
 
 # -- disconnect ----------------------------------------------------------------
+
+
+def disconnect(
+    signal: Signal,
+    receiver: object,
+    sender: object,
+    dispatch_uid: object,
+    gone: list[Entry],
+) -> bool:
+    """``signal.disconnect``: whether it was connected; ``gone`` gets the
+    entry disconnected."""
+    key = lookup_key(receiver, sender, dispatch_uid)
+    return disconnect_key(signal, key, dispatch_uid, gone)
+
+
+def disconnect_key(
+    signal: Signal,
+    key: Any,
+    dispatch_uid: object,
+    gone: list[Entry],
+    only: Entry | None = None,
+) -> bool:
+    """Disconnect what ``key`` finds; ``only``: if it is that entry, not
+    another one connected since under the same key (``Connection``)."""
+    released: list[object] = []
+    while True:  # again only if another writer changed this uid's bucket
+        resolved = None
+        if is_bucket_key(key):
+            resolved = resolve_uid(signal, key, dispatch_uid)
+        with signal._lock:
+            found = disconnect_locked(signal, key, resolved, released, gone, only)
+        if found is not None:
+            return found
+    # ``released`` is dropped on return, after the lock
 
 
 def disconnect_locked(
@@ -243,16 +281,18 @@ def disconnect_locked(
     key: Any,
     resolved: tuple[tuple[Any, ...], Entry | None] | None,
     released: list[object],
+    gone: list[Entry] | None = None,
+    only: Entry | None = None,
 ) -> bool | None:
     """Disconnect; whether it was connected, or ``None`` if the uid bucket
-    changed since ``resolved``."""
+    changed since ``resolved``.  ``gone`` gets the entry disconnected."""
     while True:  # again if a nested write (a __del__) came first
         base = compacted_locked(signal, released)
         st = base.state
         still, entry = connected(st, key, resolved)
         if not still:
             return None
-        if entry is None or not entry.is_live():
+        if entry is None or not entry.is_live() or (only and entry is not only):
             return False
         route = None if entry.sender_get is None else st.routes[key[-1]]
         bucket: tuple[Any, ...] = ()
@@ -302,6 +342,8 @@ def disconnect_locked(
         signal._snapshot = new
         # -- committed ---------------------------------------------------------
         released += [base, hold, resolved, route]
+        if gone is not None:
+            gone.append(entry)
         return True
 
 

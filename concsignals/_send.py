@@ -68,6 +68,7 @@ from collections.abc import Callable, Sequence
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
+from . import _inflight
 from ._snapshot import Entry, Receiver
 
 if TYPE_CHECKING:
@@ -153,6 +154,7 @@ class Send:
         "fatal",
         "handed",
         "lock",
+        "marks",
         "named",
         "on_begin",
         "on_close",
@@ -190,6 +192,8 @@ class Send:
         n = len(entries)
         self.state: list[Outcome] = [NOT_BEGUN] * n
         self.receivers: list[Receiver | None] = [None] * n
+        #: Each running call's mark (``_inflight``), until the call ends.
+        self.marks: list[_inflight.Running | None] = [None] * n
         self.unsettled = n
         #: The slots ``unsettled`` counts (``enter``); ``None``: all of them.
         self.stage: frozenset[int] | None = None
@@ -216,12 +220,19 @@ class Send:
 
     # -- the gate ---------------------------------------------------------------
 
-    def begin(self, i: int) -> Receiver | None:
-        """Begin call ``i``: its live receiver, or ``None`` if it must not run."""
+    def begin(self, i: int, here: bool = True) -> Receiver | None:
+        """Begin call ``i``: its live receiver, or ``None`` if it must not run.
+
+        The call is marked as running (``_inflight``) before the entry's
+        ``get`` is read, until :meth:`end`; ``here``: it runs in this thread
+        (not: handed to another process).
+        """
+        mark = _inflight.enter(self.signal, self.entries[i], here)
         closing = settled = False
         r = None
         with self.lock:
             if self.state[i] is not NOT_BEGUN:
+                _inflight.leave(mark)
                 return None  # closed: it never begins
             if self.deadline is not None and monotonic() >= self.deadline:
                 closing = self._close_locked(Why.DEADLINE, -1)
@@ -230,9 +241,12 @@ class Send:
                 if r is not None:
                     self.state[i] = RUNNING
                     self.receivers[i] = r
+                    self.marks[i] = mark
                 else:
                     self._settle_locked(i, SKIPPED)
                     settled = self.unsettled == 0
+        if r is None:
+            _inflight.leave(mark)
         if self.on_begin is not None:
             self.on_begin()
         if closing:
@@ -250,6 +264,7 @@ class Send:
 
     def end(self, i: int, value: Any = None, err: BaseException | None = None) -> None:
         """Call ``i`` returned ``value`` or raised ``err``."""
+        _inflight.leave(self.marks[i])
         late = self.deadline is not None and monotonic() > self.deadline
         watch = self.watch
         if watch is not None:  # monitor: the call's clock stops
@@ -305,6 +320,7 @@ class Send:
 
     def unbegin(self, i: int) -> None:
         """Call ``i``, handed over, was cancelled before it could begin."""
+        _inflight.leave(self.marks[i])
         expired = self.expired()
         with self.lock:
             if self.state[i] is not RUNNING:

@@ -36,11 +36,14 @@ import threading
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from . import _fork, _inline, _mute, _registry, _run, monitoring
+from . import _fork, _inflight, _inline, _mute, _registry, _run, monitoring
 from ._callables import accepts_kwargs, is_async_receiver
+from ._connection import Connection
+from ._inflight import local as _reading
 from ._mute import Mute, Rule
 from ._send import Send
 from ._snapshot import (
+    Entry,
     Receiver,
     Snapshot,
     any_live_async,
@@ -117,8 +120,9 @@ class Signal:
         via: object = None,
         wait: bool = True,
         phase: int = 0,
-    ) -> None:
-        """Connect ``receiver`` to this signal, for ``sender`` or (``None``) any.
+    ) -> Connection:
+        """Connect ``receiver`` to this signal, for ``sender`` or (``None``) any;
+        return the :class:`~concsignals.Connection` (Django returns ``None``).
 
         Idempotent per (``dispatch_uid`` or receiver, sender): connecting
         again changes nothing, options included.  A bound method sender is
@@ -156,7 +160,8 @@ class Signal:
             with self._lock:
                 done = _registry.connect_locked(self, req, sender, resolved, released)
             if done:
-                return
+                assert req.entry is not None
+                return Connection(self, req.entry, key, dispatch_uid)
         # ``released`` is dropped here, after the lock: see _registry.py
 
     def disconnect(
@@ -164,27 +169,59 @@ class Signal:
         receiver: Receiver | None = None,
         sender: object = None,
         dispatch_uid: object = None,
+        *,
+        wait: bool = False,
+        timeout: float | None = None,
     ) -> bool:
         """Disconnect a receiver; return whether one was connected.
 
         Concurrency: atomic, O(1) amortised.  Once it returns, no send calls
         the receiver again, not even a send already under way that has not
-        reached it yet.  A call already begun runs to its end, and so does a
-        call already handed to an out-of-process executor (processes, Dask),
-        which cannot be recalled from the worker.  A ``weak=False`` receiver
-        is released after the writer lock is, so its ``__del__`` may write to
-        any signal.
+        reached it yet.  ``wait=False``: a call already begun runs on to its
+        end.  ``wait=True``: returns once every call of the connection that
+        began before has ended, on every target, but a call this thread or
+        task is making (a receiver may disconnect itself); ``timeout``:
+        else ``TimeoutError`` naming what still runs, the receiver staying
+        disconnected.  No lock is held while waiting (``_inflight.py``).
         """
-        key = _registry.lookup_key(receiver, sender, dispatch_uid)
-        released: list[object] = []
-        while True:  # again only if another writer changed this uid's bucket
-            resolved = None
-            if _registry.is_bucket_key(key):
-                resolved = _registry.resolve_uid(self, key, dispatch_uid)
-            with self._lock:
-                found = _registry.disconnect_locked(self, key, resolved, released)
-            if found is not None:
-                return found
+        gone: list[Entry] = []
+        found = _registry.disconnect(self, receiver, sender, dispatch_uid, gone)
+        if wait and gone:
+            _inflight.wait(
+                _inflight.waiting_for(gone, True), timeout, f"disconnect from {self!r}"
+            )
+        return found
+
+    async def adisconnect(
+        self,
+        receiver: Receiver | None = None,
+        sender: object = None,
+        dispatch_uid: object = None,
+        *,
+        timeout: float | None = None,
+    ) -> bool:
+        """:meth:`disconnect` with ``wait=True``, awaiting the calls without
+        blocking the running loop (a call running as a task on it included)."""
+        gone: list[Entry] = []
+        found = _registry.disconnect(self, receiver, sender, dispatch_uid, gone)
+        if gone:
+            await _inflight.await_(
+                _inflight.waiting_for(gone, False), timeout, f"disconnect from {self!r}"
+            )
+        return found
+
+    def drain(self, timeout: float | None = None) -> None:
+        """Wait until no call of this signal is under way: every call begun
+        has ended and every fire-and-forget call is done (for shutdown).
+        ``timeout``: ``TimeoutError`` naming what still runs.  Refused with
+        ``RuntimeError`` inside a call of this signal (it would wait for
+        itself)."""
+        _inflight.wait(_inflight.draining(self, True), timeout, f"drain of {self!r}")
+
+    async def adrain(self, timeout: float | None = None) -> None:
+        """:meth:`drain` without blocking the running loop."""
+        what = f"drain of {self!r}"
+        await _inflight.await_(_inflight.draining(self, False), timeout, what)
 
     def _collect_dead(self) -> None:
         """A send met a dead entry: have later sends rebuild their tuples
@@ -215,7 +252,7 @@ class Signal:
         """
         _registry.drop_dead(self, blocking=False)
         entries = self._snapshot.entries
-        return [r for e in entries if e.is_live() and (r := e.get()) is not None]
+        return [r for e in entries if e.is_live() and (r := e.receiver()) is not None]
 
     def has_listeners(self, sender: object = None) -> bool:
         """Whether a send for ``sender`` would call any receiver right now.
@@ -251,14 +288,23 @@ class Signal:
         if _mute.active and _mute.held.get():  # mute: this context mutes some
             return self._send_general(snap, sender, named)
         # The hot loop.  entry.get() is the disconnect-and-liveness check and
-        # runs immediately before each call (see _snapshot.py).
+        # runs immediately before each call (see _snapshot.py).  The send is
+        # marked in this thread while it runs (disconnect(wait=True) and drain:
+        # _inflight.py): a skip counts in the mark, a call once it returned.
         responses: Responses = []
-        for entry in entries:
-            r = entry.get()
-            if r is None:
-                self._collect_dead()
-                continue
-            responses.append((r, r(signal=self, sender=sender, **named)))
+        mark: list[Any] = [self, entries, responses, 0]
+        stack = _reading.stack
+        stack.append(mark)
+        try:
+            for entry in entries:
+                r = entry.get()
+                if r is None:
+                    mark[3] += 1
+                    self._collect_dead()
+                    continue
+                responses.append((r, r(signal=self, sender=sender, **named)))
+        finally:
+            stack.pop()
         return responses
 
     def _send_general(

@@ -170,10 +170,19 @@ class Entry:
         self.opts = opts
 
     def is_live(self) -> bool:
-        """Connected, receiver alive, and sender (if any) alive."""
-        if self.get() is None:
+        """Connected, receiver alive, and sender (if any) alive (blocked or
+        not: see :class:`Blocked`)."""
+        if self.receiver() is None:
             return False
         return self.sender_get is None or self.sender_get() is not None
+
+    def receiver(self) -> Receiver | None:
+        """The receiver if connected and alive, even while blocked."""
+        get = self.get
+        if type(get) is Blocked:
+            get = get.original
+        r: Receiver | None = get()
+        return r
 
     @property
     def own(self) -> tuple[Entry]:
@@ -197,6 +206,23 @@ class Entry:
         return f"<{type(self).__name__} {self.get()!r} seq={self.seq}>"
 
 
+class Blocked:
+    """An entry's ``get`` while ``Connection.blocked()`` holds it: the gate
+    reads ``None`` (no call begins), the writers read through it to
+    ``original`` (the connection stays connected).  Swapped in and out, and
+    ``count`` changed, under the signal's writer lock only; a disconnect
+    meanwhile stores ``DEAD`` over it, which the last exit leaves alone."""
+
+    __slots__ = ("count", "original")
+
+    def __init__(self, original: Getter) -> None:
+        self.original = original
+        self.count = 1
+
+    def __call__(self) -> None:
+        return None
+
+
 class AsyncEntry(Entry):
     """An entry whose receiver is async."""
 
@@ -212,7 +238,7 @@ def any_live_async(entries: Sequence[Entry]) -> bool:
     async entry until compaction; its ``get()`` is ``None`` for good, so once
     this is false it stays false for that tuple.
     """
-    return any(e.is_async and e.get() is not None for e in entries)
+    return any(e.is_async and e.receiver() is not None for e in entries)
 
 
 def any_options(entries: Sequence[Entry]) -> bool:
@@ -261,7 +287,7 @@ def merge(anyone: tuple[Entry, ...], own: Sequence[Entry]) -> tuple[Entry, ...]:
     out: list[Entry] = []
     i, n = 0, len(anyone)
     for entry in own:
-        if entry.get() is None:
+        if entry.receiver() is None:  # blocked ones stay: see Blocked
             continue
         seq = entry.seq
         while i < n and anyone[i].seq < seq:
@@ -380,7 +406,7 @@ class Snapshot:
         found = self._anyone
         if found is None:
             visible = self.state.anylog[: self.n_any]
-            found = tuple([e for e in visible if e.get() is not None])
+            found = tuple([e for e in visible if e.receiver() is not None])
             self._anyone = found
             if not (self.routed or self.has_async or self.has_opts):
                 self.inline = found

@@ -53,6 +53,8 @@ from typing import Any, TypeVar
 
 from . import _adopt, _djangosend, _inline, _mute, _registry, _replace, _run, _signal
 from ._adopt import NONE_ID
+from ._connection import Connection
+from ._inflight import local as _reading
 from ._send import Send, log_failure
 from ._snapshot import (
     Receiver,
@@ -209,12 +211,12 @@ class Signal(_signal.Signal):
         via: object = None,
         wait: bool = True,
         phase: int = 0,
-    ) -> None:
+    ) -> Connection:
         """:meth:`concsignals.Signal.connect`, under the name Django's checks know.
 
         Concurrency: atomic, as ``concsignals.Signal.connect``.
         """
-        super().connect(
+        return super().connect(
             receiver, sender, weak, dispatch_uid, via=via, wait=wait, phase=phase
         )
 
@@ -256,12 +258,19 @@ class Signal(_signal.Signal):
                             )
                 return _djangosend.then_async(send)
         responses: Responses = []  # the hot loop, as Signal.send's
-        for entry in entries:
-            r = entry.get()
-            if r is None:
-                self._collect_dead()
-                continue
-            responses.append((r, r(signal=self, sender=sender, **named)))
+        mark: list[Any] = [self, entries, responses, 0]  # see _inflight.py
+        stack = _reading.stack
+        stack.append(mark)
+        try:
+            for entry in entries:
+                r = entry.get()
+                if r is None:
+                    mark[3] += 1
+                    self._collect_dead()
+                    continue
+                responses.append((r, r(signal=self, sender=sender, **named)))
+        finally:
+            stack.pop()
         return responses
 
     def send_robust(self, /, sender: Any, **named: Any) -> Responses:
@@ -290,16 +299,23 @@ class Signal(_signal.Signal):
                             )
                 return _djangosend.then_async(send)
         responses: Responses = []  # the plain loop, as _inline.call_robust's
-        for entry in entries:
-            r = entry.get()
-            if r is None:
-                continue
-            try:
-                response = r(signal=self, sender=sender, **named)
-            except Exception as err:
-                log_failure(self, r, err)
-                response = err
-            responses.append((r, response))
+        mark: list[Any] = [self, entries, responses, 0]  # see _inflight.py
+        stack = _reading.stack
+        stack.append(mark)
+        try:
+            for entry in entries:
+                r = entry.get()
+                if r is None:
+                    mark[3] += 1
+                    continue
+                try:
+                    response = r(signal=self, sender=sender, **named)
+                except Exception as err:
+                    log_failure(self, r, err)
+                    response = err
+                responses.append((r, response))
+        finally:
+            stack.pop()
         return responses
 
     async def asend(self, /, sender: Any, **named: Any) -> Responses:

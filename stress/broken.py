@@ -9,7 +9,9 @@ each and requires at least one violation or deadlock.  It also runs
 
 They implement the core API only (``connect``, ``disconnect``, ``send``,
 ``send_robust``, ``has_listeners``), so the self-test runs them through the
-``core`` scenarios.
+``core`` scenarios.  The exception is :class:`NoWaitSignal`, the real
+``concsignals.Signal`` with one promise taken away; its ``scenarios`` name
+the ones the self-test runs it through instead.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import threading
 import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
+
+import concsignals
 
 Receiver = Callable[..., Any]
 Getter = Callable[[], Any]
@@ -249,11 +253,44 @@ class LeakySignal(MiniSignal):
         self._history.append((weakref.ref(receiver), key, info, [key]))
 
 
+class NoWaitSignal(concsignals.Signal):
+    """Broken: ``disconnect(wait=True)`` and ``adisconnect`` do not wait.
+
+    They return as soon as the receiver is disconnected, as a plain
+    ``disconnect`` does, while calls of it that began before still run.
+    """
+
+    #: Only ``quiesce`` asks for the wait; every other scenario passes it.
+    scenarios = ("quiesce",)
+
+    def disconnect(
+        self,
+        receiver: Receiver | None = None,
+        sender: object = None,
+        dispatch_uid: object = None,
+        *,
+        wait: bool = False,
+        timeout: float | None = None,
+    ) -> bool:
+        return super().disconnect(receiver, sender, dispatch_uid)
+
+    async def adisconnect(
+        self,
+        receiver: Receiver | None = None,
+        sender: object = None,
+        dispatch_uid: object = None,
+        *,
+        timeout: float | None = None,
+    ) -> bool:
+        return super().disconnect(receiver, sender, dispatch_uid)
+
+
 #: Every broken dispatcher the self-test must catch, by name.
-BROKEN: dict[str, type[MiniSignal]] = {
+BROKEN: dict[str, type[MiniSignal] | type[NoWaitSignal]] = {
     "live-list": LiveListSignal,
     "stale-liveness": StaleLivenessSignal,
     "id-keyed": IdKeyedSignal,
     "locked-send": LockedSendSignal,
     "leaky": LeakySignal,
+    "no-wait": NoWaitSignal,
 }

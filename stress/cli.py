@@ -281,7 +281,7 @@ def self_test(
             print(f"broken {name}: must be caught", file=out)
             caught_by = ""
             runs = []
-            for s in (s for s in scenarios if s.core):
+            for s in catching(factory, scenarios):
                 o = run_one(s, factory, per_run, opts, out)
                 runs.append(o.as_dict())
                 if o.status in ("failed", "deadlock"):
@@ -303,6 +303,16 @@ def self_test(
     report["ok"] = ok
     print("SELF-TEST PASS" if ok else "SELF-TEST FAIL", file=out)
     return (0 if ok else 1), report
+
+
+def catching(factory: SignalFactory, scenarios: list[Scenario]) -> list[Scenario]:
+    """The scenarios a broken dispatcher runs through in the self-test: the
+    core ones, or those it names (``scenarios``: the real Signal with one
+    promise taken away, which only those ask for)."""
+    names = getattr(factory, "scenarios", None)
+    if names is None:
+        return [s for s in scenarios if s.core]
+    return [s for s in scenarios if s.name in names]
 
 
 def explain(o: Outcome, out: IO[str]) -> None:

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
 
+from . import quiesce
 from .perconnection import (
     SEND_WAYS,
     Targets,
@@ -156,8 +157,15 @@ def connect_probe(
     return probe
 
 
-def disconnect_record(run: Run, signal: Any, board: Board, rec: Record) -> bool:
-    """Disconnect ``rec`` unless someone else does; it must have been connected."""
+def disconnect_record(
+    run: Run,
+    signal: Any,
+    board: Board,
+    rec: Record,
+    unplug: Callable[[Any, Any], bool] | None = None,
+) -> bool:
+    """Disconnect ``rec`` unless someone else does; it must have been connected.
+    ``unplug(receiver, sender)``: how (default: ``signal.disconnect``)."""
     if rec.connect_ret is None or not claim(rec):
         return False
     receiver = rec.receiver()
@@ -167,7 +175,10 @@ def disconnect_record(run: Run, signal: Any, board: Board, rec: Record) -> bool:
         return False
     rec.disc_thread = threading.get_ident()
     rec.disc_call = tick()
-    ok = signal.disconnect(receiver, sender=target)
+    if unplug is None:
+        ok = signal.disconnect(receiver, sender=target)
+    else:
+        ok = unplug(receiver, target)
     rec.disc_ret = tick()
     if ok is not True:
         run.violations.add(
@@ -675,6 +686,68 @@ class PerConnection(Scenario):
             run.spawn("sender", sender)
 
 
+class Quiesce(Scenario):
+    name = "quiesce"
+    title = "after disconnect(wait=True) returns, nothing of the receiver runs"
+    core = False
+    memory = False  # the per-connection targets: too noisy to judge
+
+    def skip_reason(self, factory: SignalFactory, opts: Options) -> str:
+        return needs_delivery(factory) or quiesce.needs_wait(factory)
+
+    def setup(self, run: Run) -> None:
+        signal = run.factory()
+        board = Board()
+        targets = Targets()
+        targets.kinds = quiesce.QUIET_KINDS
+        run.cleanups.append(targets.close)
+        senders = [Sender(f"s{i}") for i in range(3)]
+        choices: list[Sender | None] = [None, None, *senders]
+        v = run.violations
+        by_self = quiesce.unplug(v, signal, "wait")
+
+        def disconnect_self(probe: Any, sig: Any, sender: object, ctx: Any) -> None:
+            """Action: disconnect this very receiver, waiting, from its call."""
+            if _shared_rng.random() < 0.3:
+                own = quiesce.current_call()
+                if disconnect_record(run, signal, board, probe.rec, by_self):
+                    quiesce.settle(v, probe, probe.rec.disc_ret, own)
+
+        def writer(w: Worker) -> None:
+            own: list[Any] = []
+            while run.running:
+                if len(own) < 5 and (not own or w.rng.random() < 0.55):
+                    target = w.rng.choice(choices)
+                    probe = connect_delivered(signal, board, w.rng, target, targets)
+                    is_async = isinstance(probe, quiesce.AsyncQuietProbe)
+                    if not is_async and w.rng.random() < 0.15:
+                        probe.action = disconnect_self
+                    own.append(probe)
+                else:
+                    probe = own.pop(w.rng.randrange(len(own)))
+                    how = w.rng.choice(("wait", "wait", "timeout", "async"))
+                    by_writer = quiesce.unplug(v, signal, how)
+                    if disconnect_record(run, signal, board, probe.rec, by_writer):
+                        quiesce.settle(v, probe, probe.rec.disc_ret)
+                w.writes += 1
+                run.pace(w)
+            close_own_loop()
+
+        def sender(w: Worker) -> None:
+            while run.running:
+                how = w.rng.choice(SEND_WAYS)
+                target = w.rng.choice(choices)
+                checked_send(v, signal, target, board, how, w.rng, targets.fan)
+                w.sends += 1
+            close_own_loop()
+
+        writers, senders_n = split_threads(run.opts)
+        for _ in range(writers):
+            run.spawn("writer", writer)
+        for _ in range(senders_n):
+            run.spawn("sender", sender)
+
+
 ALL: list[Scenario] = [
     SendersVsWriters(),
     WeakReceiversDying(),
@@ -683,5 +756,6 @@ ALL: list[Scenario] = [
     ParallelFanout(),
     AsyncLoops(),
     PerConnection(),
+    Quiesce(),
 ]
 BY_NAME = {s.name: s for s in ALL}

@@ -151,14 +151,20 @@ class Token:
 
 class WaitForFile:
     """Waits until ``path`` exists (at most ``max_wait`` seconds), then returns
-    its ``tag``: a slow receiver that a test can release from any process."""
+    its ``tag``: a slow receiver that a test can release from any process.
+    With ``began``, it first creates that file: the test sees the call begin."""
 
-    def __init__(self, tag: str, path: str, max_wait: float) -> None:
+    def __init__(
+        self, tag: str, path: str, max_wait: float, began: str | None = None
+    ) -> None:
         self.tag = tag
         self.path = path
         self.max_wait = max_wait
+        self.began = began
 
     def __call__(self, signal: Any, sender: Any, **named: Any) -> str:
+        if self.began is not None:
+            open(self.began, "w").close()
         give_up = time.monotonic() + self.max_wait
         while not os.path.exists(self.path) and time.monotonic() < give_up:
             time.sleep(0.01)

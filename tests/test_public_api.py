@@ -9,11 +9,14 @@ import concsignals
 
 def test_all_is_pinned():
     assert sorted(concsignals.__all__) == [
+        "Connection",
         "INLINE",
         "Serial",
         "Signal",
         "SignalRef",
         "SignalView",
+        "adrain",
+        "drain",
         "muted",
         "receiver",
     ]
@@ -43,12 +46,18 @@ def test_django_signatures():
     for name, default in (("via", None), ("wait", True), ("phase", 0)):
         assert connect[name].kind is inspect.Parameter.KEYWORD_ONLY
         assert connect[name].default == default
-    assert list(sig(S.disconnect).parameters) == [
+    disconnect = sig(S.disconnect).parameters
+    assert list(disconnect) == [
         "self",
         "receiver",
         "sender",
         "dispatch_uid",
+        "wait",
+        "timeout",
     ]
+    for name, default in (("wait", False), ("timeout", None)):
+        assert disconnect[name].kind is inspect.Parameter.KEYWORD_ONLY
+        assert disconnect[name].default is default
     assert list(sig(S.has_listeners).parameters) == ["self", "sender"]
     for name in ("send", "send_robust", "asend", "asend_robust", "submit"):
         params = sig(getattr(S, name)).parameters

@@ -67,6 +67,20 @@ def test_stale_liveness_is_caught() -> None:
     assert "called after disconnect returned" in outcome.kinds
 
 
+@pytest.mark.timeout(60)
+def test_quiesce_passes_the_real_signal() -> None:
+    outcome = run("quiesce", Signal, seconds=1.5)
+    assert outcome.status == "ok", outcome.samples
+    assert outcome.sends > 0 and outcome.writes > 0
+
+
+@pytest.mark.timeout(60)
+def test_a_disconnect_that_does_not_wait_is_caught() -> None:
+    outcome = run("quiesce", BROKEN["no-wait"], seconds=1.5)
+    assert outcome.status == "failed"
+    assert "running after disconnect(wait=True)" in outcome.kinds, outcome.kinds
+
+
 @pytest.mark.timeout(120)  # a judged run may go on 45 s for memory samples
 def test_leak_is_caught() -> None:
     outcome = run("sender-churn", BROKEN["leaky"], seconds=2.0)

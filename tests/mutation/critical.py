@@ -114,11 +114,11 @@ MUTANTS: list[Mutant] = [
     Mutant(
         name="finalizers-outside-the-lock",
         promise="5. a strong receiver is dropped after the writer lock is released",
-        file="concsignals/_signal.py",
-        old="                found = _registry.disconnect_locked(self, key, resolved, released)\n",
+        file="concsignals/_registry.py",
+        old="            found = disconnect_locked(signal, key, resolved, released, gone, only)\n",
         new=(
-            "                found = _registry.disconnect_locked(self, key, resolved, released)\n"
-            "                released.clear()\n"
+            "            found = disconnect_locked(signal, key, resolved, released, gone, only)\n"
+            "            released.clear()\n"
         ),
         tests=("tests/test_signal.py", "tests/test_lifetimes.py"),
     ),
@@ -135,8 +135,8 @@ MUTANTS: list[Mutant] = [
         promise="8. every slot ends: a receiver gone before its call was handed "
         "over is settled by the gate (asend and submit() on processes returned)",
         file="concsignals/_pickled.py",
-        old="        r = send.begin(i)  # a receiver gone since pickling is SKIPPED here\n",
-        new="        r = send.begin(i) if i in blobs else None\n",
+        old="        r = send.begin(i, here=False)  # a receiver gone since pickling: SKIPPED\n",
+        new="        r = send.begin(i, here=False) if i in blobs else None\n",
         tests=(
             "tests/test_behaviour.py",
             "tests/test_executors.py",
@@ -292,5 +292,66 @@ MUTANTS: list[Mutant] = [
             "held = _Everywhere()\n"
         ),
         tests=("tests/test_muted.py", "-k", "another_alone or two_tasks"),
+    ),
+    Mutant(
+        name="disconnect-waits",
+        promise="13. disconnect(wait=True) returns once every call of the "
+        "connection that began before has ended",
+        file="concsignals/_signal.py",
+        old="        if wait and gone:\n",
+        new="        if False:\n",
+        tests=("tests/test_quiesce.py", "-k", "returns_once_the_running_call"),
+    ),
+    Mutant(
+        name="inline-send-marks-its-call",
+        promise="13. the inline fast path marks its send before any gate, so "
+        "disconnect(wait=True) sees its calls",
+        file="concsignals/_signal.py",
+        old="        stack.append(mark)\n",
+        new="",
+        tests=("tests/test_quiesce.py", "-k", "returns_once_the_running_call"),
+    ),
+    Mutant(
+        name="self-disconnect-does-not-wait",
+        promise="13. a receiver may disconnect itself with wait=True: the call "
+        "this thread or task makes is not waited for",
+        file="concsignals/_inflight.py",
+        old="                continue  # up this thread's stack, or this very task\n",
+        new="                pass\n",
+        tests=("tests/test_quiesce.py", "-k", "itself"),
+    ),
+    Mutant(
+        name="drain-waits-for-fire-and-forget",
+        promise="13. drain waits for fire-and-forget calls, queued ones included",
+        file="concsignals/_inflight.py",
+        old="    futures[fut] = signal\n",
+        new="    pass\n",
+        tests=("tests/test_quiesce.py", "-k", "drain"),
+    ),
+    Mutant(
+        name="inline-send-counts-skips",
+        promise="13. an inline send counts the receivers its gate skipped, so a "
+        "waiter knows which call it is at",
+        file="concsignals/_signal.py",
+        old="                    mark[3] += 1\n",
+        new="",
+        tests=("tests/test_quiesce.py", "-k", "dead"),
+    ),
+    Mutant(
+        name="blocked-holds-calls",
+        promise="13. while Connection.blocked() is held no call of the "
+        "connection begins, in any thread",
+        file="concsignals/_snapshot.py",
+        old="    def __call__(self) -> None:\n        return None\n",
+        new="    def __call__(self) -> None:\n        return self.original()\n",
+        tests=("tests/test_connection.py", "-k", "blocked"),
+    ),
+    Mutant(
+        name="blocked-stays-connected",
+        promise="13. a blocked connection stays connected through other writes",
+        file="concsignals/_snapshot.py",
+        old="        if type(get) is Blocked:\n            get = get.original\n",
+        new="",
+        tests=("tests/test_connection.py", "-k", "blocked"),
     ),
 ]
