@@ -39,25 +39,17 @@ class Policy(NamedTuple):
     cancels: bool
 
 
-def policy(
-    errors: str | None, on_error: str | None, inherited: Policy | None = None
-) -> Policy | None:
-    """The policy ``errors``/``on_error`` ask for (``None`` for either:
-    ``inherited``'s, else the default); ``None``: the default policy.
-    Refuses anything else with ``ValueError`` naming the value and the rule."""
+def policy(errors: str | None, on_error: str | None) -> Policy | None:
+    """The policy ``errors``/``on_error`` ask for (``None`` for either: its
+    default; ``on_error``'s depends on ``errors``); ``None``: the default
+    policy.  Refuses anything else with ``ValueError`` naming the value and
+    the rule."""
     if errors is not None and errors not in ERRORS:
         raise ValueError(f"errors must be 'first' or 'group', not {errors!r}")
     if on_error is not None and on_error not in ON_ERROR:
         raise ValueError(f"on_error must be 'cancel' or 'continue', not {on_error!r}")
-    group = inherited.group if inherited is not None else False
-    if errors is not None:
-        group = errors == "group"
-    if on_error is not None:
-        cancels = on_error == "cancel"
-    elif errors is None and inherited is not None:
-        cancels = inherited.cancels
-    else:
-        cancels = not group
+    group = errors == "group"
+    cancels = not group if on_error is None else on_error == "cancel"
     if not group and cancels:
         return None  # Django's: the fast path's
     return Policy(group, cancels)

@@ -102,6 +102,8 @@ class Signal:
         self._executor = executor
         #: The error policy (``_errors.py``); ``None``: Django's.
         self._policy = _errors.policy(errors, on_error)
+        #: The policy as asked for: ``using`` fills what a view leaves out.
+        self._asked = (errors, on_error)
         #: Whether ``send`` must leave the fast path for the executor or
         #: the policy (one read there: both are fixed at construction).
         self._routed = executor is not None or self._policy is not None
@@ -446,8 +448,9 @@ class Signal:
         ``executor=None`` means inline, in the caller's thread; left out, the
         signal's own.  ``timeout`` is a deadline in seconds for each whole
         send.  ``errors``/``on_error``: the error policy of the view's
-        ``send``, ``asend`` and ``submit`` (left out: the signal's), see
-        docs/errors.md:
+        ``send``, ``asend`` and ``submit``, see docs/errors.md.  Each left
+        out is the signal's, as the signal was given it; left out there too,
+        its default (``on_error``'s follows ``errors``):
 
         * ``errors="first"`` (Django's): the earliest failure in connection
           order is raised, the others attached as notes;
@@ -466,7 +469,11 @@ class Signal:
         """
         if executor is SignalView.SAME:
             executor = self._executor
-        policy = _errors.policy(errors, on_error, self._policy)
+        asked_errors, asked_on_error = self._asked
+        policy = _errors.policy(
+            asked_errors if errors is None else errors,
+            asked_on_error if on_error is None else on_error,
+        )
         return SignalView(self, executor, timeout, policy)
 
     def muted(self, receiver: Receiver | None = None, *, sender: object = None) -> Mute:

@@ -266,6 +266,14 @@ def test_a_view_overrides_the_signals_policy() -> None:
     assert ok.calls == 0
     assert "errors='group' on_error='cancel'" in repr(sig.using(on_error="cancel"))
     assert sig.using(None).executor is None
+    # What the signal was given fills what a view leaves out; a default
+    # the signal left to errors follows the view's errors.
+    asked = Signal(errors="group", on_error="cancel").using(errors="group")
+    assert "on_error='cancel'" in repr(asked)
+    kept = Signal(on_error="continue").using(errors="group")
+    assert "errors='group' on_error='continue'" in repr(kept)
+    first = Signal(on_error="continue").using(errors="first")
+    assert "errors='first' on_error='continue'" in repr(first)
 
 
 def test_django_signal_keeps_its_order_with_the_policy() -> None:
