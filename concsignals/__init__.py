@@ -1,6 +1,7 @@
 """concsignals: Django's signal dispatcher, rebuilt for concurrency."""
 
 from ._connection import Connection
+from ._errors import Failure, SendError
 from ._inflight import adrain, drain
 from ._signal import Signal, muted, receiver
 from ._view import SignalView
@@ -9,6 +10,8 @@ from .executors import SignalRef
 __all__ = [
     "INLINE",
     "Connection",
+    "Failure",
+    "SendError",
     "Serial",
     "Signal",
     "SignalRef",

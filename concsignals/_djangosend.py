@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import _mute, monitoring
+from ._errors import Policy
 from ._send import Responses, Send
 from ._snapshot import AsyncEntry, Entry, strong
 
@@ -76,9 +77,10 @@ class Sending:
         named: dict[str, Any],
         patched: bool,
         robust: bool = False,
+        policy: Policy | None = None,
     ) -> None:
         entries = grouped(signal, sender, patched)
-        self.send = Send(signal, entries, sender, named, None, robust)
+        self.send = Send(signal, entries, sender, named, None, robust, policy)
 
     def __enter__(self) -> Send:
         if monitoring.installed:  # monitor: send began

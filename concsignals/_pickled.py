@@ -128,7 +128,7 @@ def pickle_calls(
             blobs[i] = dump_receiver(r, executor, args)
         except pickle.PicklingError as err:
             blobs[i] = err
-            if not send.robust and send.begin(i) is not None:
+            if send.cancels and send.begin(i) is not None:
                 send.end(i, err=err)  # closes the send: nothing is handed over
     return blobs
 
@@ -202,7 +202,7 @@ def stops(executor: Executor) -> bool:
 
 def wait(send: Send, handed: Handed, done: threading.Lock) -> None:
     """Wait for the handed-over calls (see the module docstring, step 4)."""
-    if not send.robust:
+    if send.cancels:
         # A failure the sender sees first (its callback has not run yet) is
         # recorded here: the send closes, and cancels the calls handed over
         # after it.  (Only futures not cancelled: ``wait()`` counts one done

@@ -31,7 +31,8 @@ Life of one call (slot ``i``, one per entry, in connection order)::
 * :meth:`Send.end` records what the call did: ``Returned``, ``Failed``, or,
   if the deadline passed before it ended, ``TimedOut`` (what it raised, if
   anything, becomes the ``TimeoutError``'s cause).  A failure closes a send
-  that is not robust; a ``BaseException`` that is not an ``Exception`` closes
+  whose error policy cancels (``Send.cancels``: ``send``'s default, never
+  ``send_robust``); a ``BaseException`` that is not an ``Exception`` closes
   any send.
 * :meth:`Send.close` (a failure, the deadline, cancellation, the sender's own
   ``BaseException``) turns every slot not begun into ``CLOSED``: from then on
@@ -39,8 +40,9 @@ Life of one call (slot ``i``, one per entry, in connection order)::
   end in :meth:`Send.end`; see ``concsignals/monitoring.py``.
 * :meth:`Send.assemble` turns the outcomes into the results, in connection
   order, or the exception ``send`` raises: the earliest failed or timed-out
-  slot, with the others as notes.  A ``BaseException`` that is not an
-  ``Exception`` is raised before anything else.
+  slot, with the others as notes, or (``errors="group"``) a ``SendError``
+  of them all.  A ``BaseException`` that is not an ``Exception`` is raised
+  before anything else.
 
 Every slot's state is an :data:`Outcome`: a :class:`Mark` while it has no
 result (or never will), else ``Returned``, ``Failed`` or ``TimedOut``.
@@ -69,6 +71,7 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 from . import _inflight
+from ._errors import Policy
 from ._snapshot import Entry, Receiver
 
 if TYPE_CHECKING:
@@ -148,10 +151,12 @@ class Send:
     """
 
     __slots__ = (
+        "cancels",
         "cut",
         "deadline",
         "entries",
         "fatal",
+        "group",
         "handed",
         "lock",
         "marks",
@@ -179,13 +184,20 @@ class Send:
         named: dict[str, Any],
         timeout: float | None = None,
         robust: bool = False,
+        policy: Policy | None = None,
     ) -> None:
         self.signal = signal
         self.entries = entries
         self.sender = sender
         self.named = named
         self.timeout = timeout
+        #: ``send_robust``'s: every failure logged and returned in its slot.
         self.robust = robust
+        #: The error policy (``_errors.py``; ``send_robust`` has none):
+        #: whether a failure closes the send, and whether the sender gets a
+        #: ``SendError`` of every failure.
+        self.cancels = not robust and (policy is None or policy.cancels)
+        self.group = not robust and policy is not None and policy.group
         self.deadline = None if timeout is None else monotonic() + timeout
         self.lock = threading.Lock()
         self.why: Why | None = None
@@ -289,7 +301,7 @@ class Send:
             cut = None
             if self.fatal is not None:
                 cut, why = -1, Why.FAILURE
-            elif not isinstance(out, Returned | Mark) and not self.robust:
+            elif not isinstance(out, Returned | Mark) and self.cancels:
                 # A failure: the calls handed over after this slot go (an
                 # earlier one, begun, may still fail and win); a time-out:
                 # every call not running goes.
@@ -450,6 +462,10 @@ class Send:
             raise _with_notes(self.fatal, failures)
         if not failures:
             return responses
+        if self.group:
+            from ._errors import group  # only when something failed
+
+            raise group(self.signal, failures, responses)  # type: ignore[arg-type]
         if not self.robust:
             raise _with_notes(failures[0][1], failures)
         for r, err in failures:

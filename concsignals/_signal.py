@@ -36,7 +36,7 @@ import threading
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from . import _fork, _inflight, _inline, _mute, _registry, _run, monitoring
+from . import _errors, _fork, _inflight, _inline, _mute, _registry, _run, monitoring
 from ._callables import accepts_kwargs, is_async_receiver
 from ._connection import Connection
 from ._inflight import local as _reading
@@ -76,21 +76,37 @@ Responses = list[tuple[Receiver, Any]]
 class Signal:
     """A signal: receivers connect to it, senders send through it.
 
-    ``Signal(use_caching=False, *, executor=None)``.  Every method may be
-    called from any number of threads at once, and from inside a receiver.
+    ``Signal(use_caching=False, *, executor=None, errors=None,
+    on_error=None)``.  Every method may be called from any number of threads
+    at once, and from inside a receiver.
 
     ``use_caching`` is accepted for compatibility with ``django.dispatch``; the
     per-sender index it asks for is always built, so it changes nothing.
     ``executor`` makes every ``send``, ``send_robust``, ``asend``,
     ``asend_robust`` and ``submit`` of this signal use it (see :meth:`using`);
-    concsignals never shuts it down.
+    concsignals never shuts it down.  ``errors`` (``"first"``, Django's, or
+    ``"group"``: a :class:`~concsignals.SendError` of every failure) and
+    ``on_error`` (``"cancel"`` or ``"continue"``) are the error policy of
+    its ``send``, ``asend`` and ``submit`` (see :meth:`using`).
     """
 
     def __init__(
-        self, use_caching: bool = False, *, executor: Executor | None = None
+        self,
+        use_caching: bool = False,
+        *,
+        executor: Executor | None = None,
+        errors: str | None = None,
+        on_error: str | None = None,
     ) -> None:
         self.use_caching = use_caching
         self._executor = executor
+        #: The error policy (``_errors.py``); ``None``: Django's.
+        self._policy = _errors.policy(errors, on_error)
+        #: The policy as asked for: ``using`` fills what a view leaves out.
+        self._asked = (errors, on_error)
+        #: Whether ``send`` must leave the fast path for the executor or
+        #: the policy (one read there: both are fixed at construction).
+        self._routed = executor is not None or self._policy is not None
         # Guards the writers' state; see the module docstring.  Readers read
         # _snapshot without it: one attribute read of an immutable view.
         # Reentrant for the garbage collector's sake only (see _registry.py).
@@ -283,7 +299,7 @@ class Signal:
             if entries is None:
                 return self._send_general(snap, sender, named)
             return []
-        if self._executor is not None or _monitored:  # monitor: off the fast path
+        if self._routed or _monitored:  # monitor: off the fast path
             return self._send_general(snap, sender, named)
         if _mute.active and _mute.held.get():  # mute: this context mutes some
             return self._send_general(snap, sender, named)
@@ -316,16 +332,18 @@ class Signal:
             entries = _mute.unmuted(self, entries, sender)
         if not entries:
             return []
+        policy = self._policy
         if (
-            self._executor is not None
+            self._routed
             or (snap.has_async and any_live_async(entries))
             or (snap.has_opts and any_options(entries))
         ):
-            if snap.has_opts and not _monitored:
+            if snap.has_opts and not _monitored and policy is None:
                 made = _run.lean(self, entries, sender, named, False)
                 if made is not None:
                     return made
-            return _run.run(Send(self, entries, sender, named), self._executor)
+            send = Send(self, entries, sender, named, None, False, policy)
+            return _run.run(send, self._executor)
         if _monitored:  # monitor: the inline loop, reporting as it goes
             return _inline.send_watched(self, entries, sender, named, False)
         responses = _inline.call_inline(self, entries, sender, named)
@@ -375,7 +393,8 @@ class Signal:
             entries = _mute.unmuted(self, entries, sender)
         if not entries:
             return []
-        return await _run.arun(Send(self, entries, sender, named), self._executor)
+        send = Send(self, entries, sender, named, None, False, self._policy)
+        return await _run.arun(send, self._executor)
 
     async def asend_robust(self, /, sender: Any, **named: Any) -> Responses:
         """Async :meth:`send_robust`: every receiver runs; each ``Exception``
@@ -394,7 +413,9 @@ class Signal:
         return await _run.arun(send, self._executor)
 
     def submit(self, /, sender: Any, **named: Any) -> Future[Responses]:
-        """Start a robust send and return at once with a Future of its results.
+        """Start a robust send and return at once with a Future of its results
+        (with ``errors="group"``: a send of that policy, whose Future's
+        exception is the :class:`~concsignals.SendError`).
 
         On an executor, the last call to finish resolves the Future; otherwise
         the send runs on a thread pool concsignals owns (shut down at exit;
@@ -408,21 +429,52 @@ class Signal:
         entries = self._snapshot.lookup(sender)
         if _mute.active:  # mute: leave out what this context muted
             entries = _mute.unmuted(self, entries, sender)
-        send = Send(self, entries, sender, named, None, True)
+        policy = self._policy
+        robust = policy is None or not policy.group
+        send = Send(self, entries, sender, named, None, robust, policy)
         return _run.submit(send, self._executor)
 
     def using(
-        self, executor: Executor | None, *, timeout: float | None = None
+        self,
+        executor: Executor | Any | None = SignalView.SAME,
+        *,
+        timeout: float | None = None,
+        errors: str | None = None,
+        on_error: str | None = None,
     ) -> SignalView:
-        """A light view of this signal whose sends run on ``executor``.
+        """A light view of this signal whose sends run on ``executor``, with
+        a deadline and an error policy.
 
-        ``executor=None`` means inline, in the caller's thread.  ``timeout`` is
-        a deadline in seconds for each whole send.
+        ``executor=None`` means inline, in the caller's thread; left out, the
+        signal's own.  ``timeout`` is a deadline in seconds for each whole
+        send.  ``errors``/``on_error``: the error policy of the view's
+        ``send``, ``asend`` and ``submit``, see docs/errors.md.  Each left
+        out is the signal's, as the signal was given it; left out there too,
+        its default (``on_error``'s follows ``errors``):
+
+        * ``errors="first"`` (Django's): the earliest failure in connection
+          order is raised, the others attached as notes;
+        * ``errors="group"``: a :class:`~concsignals.SendError` (an
+          ``ExceptionGroup``) of every failure, in connection order;
+        * ``on_error="cancel"``: a failure stops the calls not yet begun
+          (the default with ``"first"``); ``"continue"``: every receiver
+          runs (the default with ``"group"``).
+
+        ``send_robust`` and ``asend_robust`` keep their own policy (every
+        receiver runs; failures logged and returned).  Bad values are
+        refused with ``ValueError``.
 
         Cheap: the view holds no connections and sees every connect and
         disconnect of the signal.
         """
-        return SignalView(self, executor, timeout)
+        if executor is SignalView.SAME:
+            executor = self._executor
+        asked_errors, asked_on_error = self._asked
+        policy = _errors.policy(
+            asked_errors if errors is None else errors,
+            asked_on_error if on_error is None else on_error,
+        )
+        return SignalView(self, executor, timeout, policy)
 
     def muted(self, receiver: Receiver | None = None, *, sender: object = None) -> Mute:
         """A context manager (and decorator) that silences this signal's calls

@@ -1,4 +1,5 @@
-"""``signal.using(executor, timeout=...)``: a view that sends with options.
+"""``signal.using(executor, timeout=..., errors=..., on_error=...)``: a view
+that sends with options.
 
 Holds no state but the options; every send reads the signal's snapshot.
 """
@@ -7,7 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from . import _mute, _run
+from . import _errors, _mute, _run
+from ._errors import Policy
 from ._send import Responses, Send
 
 if TYPE_CHECKING:
@@ -17,35 +19,47 @@ if TYPE_CHECKING:
 
 
 class SignalView:
-    """``signal.using(executor, timeout=...)``: sends with these options.
+    """``signal.using(executor, timeout=..., errors=..., on_error=...)``:
+    sends with these options.
 
     Holds no state of its own but the options; connections are the signal's.
     Every method behaves under concurrency as the signal's method of the same
     name.
     """
 
-    __slots__ = ("executor", "signal", "timeout")
+    __slots__ = ("executor", "policy", "signal", "timeout")
+
+    #: ``using()``'s default executor: the signal's own.
+    SAME: Any = object()
 
     def __init__(
-        self, signal: Signal, executor: Executor | None, timeout: float | None
+        self,
+        signal: Signal,
+        executor: Executor | None,
+        timeout: float | None,
+        policy: Policy | None = None,
     ) -> None:
         if timeout is not None and not timeout >= 0:
             raise ValueError(f"timeout must be None or >= 0, not {timeout!r}")
         self.signal = signal
         self.executor = executor
         self.timeout = timeout
+        #: The error policy (``_errors.py``); ``None``: Django's.
+        self.policy = policy
 
     def __repr__(self) -> str:
         return (
             f"<SignalView of {self.signal!r} executor={self.executor!r} "
-            f"timeout={self.timeout!r}>"
+            f"timeout={self.timeout!r} {_errors.describe(self.policy)}>"
         )
 
     def _send(self, sender: Any, named: dict[str, Any], robust: bool) -> Send:
         entries = self.signal._snapshot.lookup(sender)
         if _mute.active:  # mute: leave out what this context muted
             entries = _mute.unmuted(self.signal, entries, sender)
-        return Send(self.signal, entries, sender, named, self.timeout, robust)
+        return Send(
+            self.signal, entries, sender, named, self.timeout, robust, self.policy
+        )
 
     def send(self, /, sender: Any, **named: Any) -> Responses:
         """:meth:`Signal.send` on this view's executor, within its timeout."""
@@ -70,5 +84,8 @@ class SignalView:
         return await _run.arun(send, self.executor) if send.entries else []
 
     def submit(self, /, sender: Any, **named: Any) -> Future[Responses]:
-        """:meth:`Signal.submit` on this view's executor, within its timeout."""
-        return _run.submit(self._send(sender, named, True), self.executor)
+        """:meth:`Signal.submit` on this view's executor, within its timeout
+        (with ``errors="group"``: the Future's exception is the
+        ``SendError``)."""
+        robust = self.policy is None or not self.policy.group
+        return _run.submit(self._send(sender, named, robust), self.executor)

@@ -243,11 +243,17 @@ class Signal(_signal.Signal):
                 entries = _mute.unmuted(self, entries, sender)
         if not entries:  # nobody to call (Django returns at once too)
             return []
-        if self._executor is not None or snap.has_opts:  # concsignals' rules
-            return super().send(sender, **named)
-        if snap.has_async or _signal._monitored or _patched(self):
+        policy = None
+        if self._routed or snap.has_opts:  # an executor, options or a policy
+            if self._executor is not None or snap.has_opts:  # concsignals' rules
+                return super().send(sender, **named)
+            policy = self._policy  # Django's order, this error policy
+        if snap.has_async or _signal._monitored or _patched(self) or policy:
             # The engine's send; the sync receivers called from this frame.
-            with _djangosend.Sending(self, sender, named, _patched(self)) as send:
+            sending = _djangosend.Sending(
+                self, sender, named, _patched(self), False, policy
+            )
+            with sending as send:
                 for i, entry in enumerate(send.entries):
                     if entry.is_async or send.closed:
                         break
@@ -329,7 +335,8 @@ class Signal(_signal.Signal):
         entries = _djangosend.grouped(self, sender, _patched(self))
         if not entries:
             return []
-        return await _run.arun(Send(self, entries, sender, named), None)
+        send = Send(self, entries, sender, named, None, False, self._policy)
+        return await _run.arun(send, None)
 
     async def asend_robust(self, /, sender: Any, **named: Any) -> Responses:
         """Django's ``asend_robust``: as :meth:`asend`, every receiver runs and

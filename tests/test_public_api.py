@@ -10,7 +10,9 @@ import concsignals
 def test_all_is_pinned():
     assert sorted(concsignals.__all__) == [
         "Connection",
+        "Failure",
         "INLINE",
+        "SendError",
         "Serial",
         "Signal",
         "SignalRef",
@@ -28,10 +30,11 @@ def test_django_signatures():
     sig = inspect.signature
     S = concsignals.Signal
     params = sig(S).parameters
-    assert list(params) == ["use_caching", "executor"]
+    assert list(params) == ["use_caching", "executor", "errors", "on_error"]
     assert params["use_caching"].default is False
-    assert params["executor"].kind is inspect.Parameter.KEYWORD_ONLY
-    assert params["executor"].default is None
+    for name in ("executor", "errors", "on_error"):
+        assert params[name].kind is inspect.Parameter.KEYWORD_ONLY
+        assert params[name].default is None
     connect = sig(S.connect).parameters
     assert list(connect) == [
         "self",
@@ -82,3 +85,13 @@ def test_muted_signatures():
     params = inspect.signature(concsignals.muted).parameters
     assert list(params) == ["signals"]
     assert params["signals"].kind is inspect.Parameter.VAR_POSITIONAL
+
+
+def test_using_signature():
+    params = inspect.signature(concsignals.Signal.using).parameters
+    assert list(params) == ["self", "executor", "timeout", "errors", "on_error"]
+    assert params["executor"].default is concsignals.SignalView.SAME
+    for name in ("timeout", "errors", "on_error"):
+        assert params[name].kind is inspect.Parameter.KEYWORD_ONLY
+        assert params[name].default is None
+    assert issubclass(concsignals.SendError, ExceptionGroup)

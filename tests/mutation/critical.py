@@ -354,4 +354,23 @@ MUTANTS: list[Mutant] = [
         new="",
         tests=("tests/test_connection.py", "-k", "blocked"),
     ),
+    Mutant(
+        name="group-member-order",
+        promise="4. errors='group': the SendError's members are the failed "
+        "slots in connection order",
+        file="concsignals/_send.py",
+        old="            raise group(self.signal, failures, responses)  "
+        "# type: ignore[arg-type]\n",
+        new="            raise group(self.signal, failures[::-1], responses)  "
+        "# type: ignore[arg-type]\n",
+        tests=("tests/test_errors.py",),
+    ),
+    Mutant(
+        name="group-cancel-stops",
+        promise="4. on_error='cancel': a failure stops the calls not yet begun",
+        file="concsignals/_send.py",
+        old="        self.cancels = not robust and (policy is None or policy.cancels)\n",
+        new="        self.cancels = not robust and policy is None\n",
+        tests=("tests/test_errors.py", "-k", "cancel"),
+    ),
 ]
