@@ -129,7 +129,7 @@ def _check_proofs(app: Any, docname: str, source: list[str]) -> None:
 
     log = sphinx_logging.getLogger(__name__)
     from stress.broken import BROKEN
-    from stress.scenarios import BY_NAME
+    from stress.catalog import BY_NAME
 
     current: Path | None = None
     for m in _TEST_REF.finditer(source[0]):

@@ -1,6 +1,8 @@
 """A race-condition hunter for concsignals.
 
-``python -m stress`` runs named scenarios (``stress.scenarios``) that hammer a
+``python -m stress`` runs named scenarios (``stress.catalog``: the core ones in
+``stress.scenarios``, those that run receivers elsewhere in
+``stress.elsewhere``) that hammer a
 dispatcher from many threads under a tiny switch interval, checks every send
 against the concurrency contract (``stress.record``), watches for deadlocks
 and memory growth (``stress.runner``, ``stress.memory``), and proves it can

@@ -15,8 +15,9 @@ import concsignals
 
 from . import runner
 from .broken import BROKEN, MiniSignal
+from .catalog import ALL, BY_NAME
 from .runner import Options, Outcome, SignalFactory, run_scenario
-from .scenarios import ALL, BY_NAME, Scenario
+from .scenarios import Scenario
 
 DISPATCHERS: dict[str, SignalFactory] = {
     "concsignals": concsignals.Signal,

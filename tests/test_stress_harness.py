@@ -16,10 +16,10 @@ import pytest
 
 from concsignals import Signal
 from stress.broken import BROKEN, MiniSignal
+from stress.catalog import BY_NAME
 from stress.memory import MemorySampler
 from stress.record import Probe, Record, SendContext, Violations, check_send, tick
 from stress.runner import Options, Run, Worker, run_scenario
-from stress.scenarios import BY_NAME
 
 ROOT = Path(__file__).resolve().parent.parent
 STRESS = [sys.executable, "-m", "stress"]
