@@ -10,6 +10,7 @@ and which thread they ran in.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import multiprocessing
 import os
@@ -30,6 +31,9 @@ from .models import Note
 from .receivers import count_notes
 
 BOTH = {"default", "other"}
+
+#: Set around a send: a deferred send runs in a copy of the sending context.
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id")
 
 
 class Recorder:
@@ -160,6 +164,24 @@ class OnCommitConnections(TransactionTestCase):
                 signal.send(sender=None, text="second")
             self.assertEqual(rec.texts, ["first", "second"])
 
+    def test_every_sync_send_path_defers(self) -> None:
+        signal = concsignals.Signal()
+        with (
+            connected(signal, Recorder(), on_commit=True) as rec,
+            ThreadPoolExecutor(2) as pool,
+        ):
+            with transaction.atomic():
+                self.assertEqual(signal.send(sender=None, text="send"), [])
+                signal.send_robust(sender=None, text="send_robust")
+                self.assertEqual(signal.submit(sender=None, text="submit").result(), [])
+                signal.using(None).send(sender=None, text="using(None)")
+                signal.using(pool).send_robust(sender=None, text="using(pool)")
+                self.assertEqual(rec.calls, [])
+            self.assertEqual(
+                rec.texts,
+                ["send", "send_robust", "submit", "using(None)", "using(pool)"],
+            )
+
     def test_a_receiver_disconnected_before_the_commit_is_not_called(self) -> None:
         rec = Recorder()
         conn = post_save.connect(rec, sender=Note, weak=False, on_commit=True)
@@ -276,6 +298,8 @@ class Targets(TransactionTestCase):
                 with transaction.atomic():
                     note("x")
                     signal.send(sender=None, db=db, out=out)
+                    signal.drain(timeout=30)  # had it been handed over: ended
+                    self.assertFalse(os.path.exists(out))
                 signal.drain(timeout=30)
             with open(out) as f:
                 self.assertEqual(f.read().split()[0], "1")
@@ -340,10 +364,23 @@ class AfterCommitView(TransactionTestCase):
         signal = concsignals.Signal()
         muted, heard = Recorder(), Recorder()
         with connected(signal, muted), connected(signal, heard):
-            with transaction.atomic():
-                with signal.muted(muted):
-                    signal.after_commit().send(sender=None, text="x")
+            with transaction.atomic(), signal.muted(muted):
+                signal.after_commit().send(sender=None, text="x")
             self.assertEqual((muted.calls, heard.texts), ([], ["x"]))
+
+    def test_the_sending_context_travels_to_the_commit(self) -> None:
+        signal = concsignals.Signal()
+        seen: list[str] = []
+
+        def reads(sender: Any, **named: Any) -> None:
+            seen.append(request_id.get("none"))
+
+        with connected(signal, reads, on_commit=True):
+            with transaction.atomic():
+                token = request_id.set("request 7")
+                signal.send(sender=None)
+                request_id.reset(token)
+            self.assertEqual(seen, ["request 7"])
 
 
 class CapturedCallbacks(TestCase):
