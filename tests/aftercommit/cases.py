@@ -26,6 +26,7 @@ from django.test import TestCase, TransactionTestCase
 
 import concsignals
 import concsignals.django
+import concsignals.monitoring
 
 from .models import Note
 from .receivers import count_notes
@@ -204,6 +205,31 @@ class OnCommitConnections(TransactionTestCase):
                 (first.texts, failing.texts, last.texts), (["x"], ["x"], ["x"])
             )
         self.assertIn("receiver failed on 'x'", "\n".join(logs.output))
+
+    def test_monitors_see_the_deferred_send_at_the_commit(self) -> None:
+        events: list[tuple[str, Any]] = []
+
+        class Watcher:
+            def send_began(self, send: Any) -> None:
+                events.append(("began", send.signal))
+
+            def call_ended(self, call: Any) -> None:
+                events.append((call.outcome, call.receiver))
+
+        signal, failing = concsignals.Signal(), Recorder(fails=True)
+        watcher = Watcher()
+        with connected(signal, failing, on_commit=True):
+            concsignals.monitoring.install(watcher)
+            try:
+                with (
+                    self.assertLogs("concsignals", logging.ERROR),
+                    transaction.atomic(),
+                ):
+                    signal.send(sender=None, text="x")
+                    self.assertEqual(events, [])
+            finally:
+                concsignals.monitoring.uninstall(watcher)
+        self.assertEqual(events, [("began", signal), ("exception", failing)])
 
     def test_a_send_in_thread_a_waits_for_as_commit_never_bs(self) -> None:
         rec = Recorder()
