@@ -282,9 +282,7 @@ def test_django_signal_keeps_its_order_with_the_policy() -> None:
 
 
 def test_bad_policy_values_are_refused() -> None:
-    with pytest.raises(
-        ValueError, match="errors must be 'first' or 'group', not 'all'"
-    ):
+    with pytest.raises(ValueError, match="errors must be 'first' or 'group', not 'all'"):
         Signal(errors="all")
     sig = Signal()
     with pytest.raises(
