@@ -35,6 +35,7 @@ CASES = [
     "OnCommitConnections::test_other_receivers_run_at_once",
     "OnCommitConnections::test_outside_a_transaction_it_is_an_ordinary_receiver",
     "OnCommitConnections::test_each_alias_waits_for_its_own_database",
+    "OnCommitConnections::test_an_unknown_alias_is_refused_at_the_send_naming_it",
     "OnCommitConnections::test_arguments_are_captured_at_each_send",
     "OnCommitConnections::test_every_sync_send_path_defers",
     "OnCommitConnections::test_a_receiver_disconnected_before_the_commit_is_not_called",

@@ -23,6 +23,7 @@ from typing import Any
 from django.db import connections, transaction
 from django.db.models.signals import post_save
 from django.test import TestCase, TransactionTestCase
+from django.utils.connection import ConnectionDoesNotExist
 
 import concsignals
 import concsignals.django
@@ -156,6 +157,13 @@ class OnCommitConnections(TransactionTestCase):
                 self.assertEqual(rec.texts, ["default only"])  # default's commit
             self.assertEqual(rec.texts, ["default only", "waits"])
             self.assertFalse(rec.calls[1][2])
+
+    def test_an_unknown_alias_is_refused_at_the_send_naming_it(self) -> None:
+        signal = concsignals.Signal()
+        with connected(signal, Recorder(), on_commit="nowhere") as rec:
+            with self.assertRaisesRegex(ConnectionDoesNotExist, "nowhere"):
+                signal.send(sender=None, text="x")
+            self.assertEqual(rec.calls, [])
 
     def test_arguments_are_captured_at_each_send(self) -> None:
         signal = concsignals.Signal()
