@@ -29,7 +29,9 @@ never stops the other calls (nobody is left to raise it to).  The begin gate
 runs at the commit: a receiver disconnected before then is not called.  The
 commit's thread waits for the calls it waits for in any send; the results
 are nobody's.  At the commit the send does not look for transactions again:
-its calls run then, whatever other database is still in a transaction.
+its calls run then, whatever other database is still in a transaction
+(``captureOnCommitCallbacks(execute=True)`` runs callbacks inside the test's
+own atomic block, where a second look would defer them for ever).
 
 Splitting a send (:func:`withhold`)
 -----------------------------------
@@ -40,9 +42,13 @@ alias is in a transaction leave the send, grouped by alias (one
 the send's, with results as ever (a deferred receiver has no slot in them,
 as a muted one).
 
-Django is never imported here: if ``django.db`` was never imported, no
+Django is imported only once ``django.db`` is: if it was never imported, no
 transaction can be open, and the answer is "no" at the cost of one dict
 lookup.  ``import concsignals`` stays free of Django.
+
+Concurrency: nothing here is shared between threads.  Each thread asks its
+own connection, registers with its own transaction, and a ``Deferred`` is
+called once, by the thread that commits.  No lock is taken.
 """
 
 from __future__ import annotations
