@@ -36,7 +36,17 @@ import threading
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from . import _errors, _fork, _inflight, _inline, _mute, _registry, _run, monitoring
+from . import (
+    _commit,
+    _errors,
+    _fork,
+    _inflight,
+    _inline,
+    _mute,
+    _registry,
+    _run,
+    monitoring,
+)
 from ._callables import accepts_kwargs, is_async_receiver
 from ._connection import Connection
 from ._inflight import local as _reading
@@ -136,6 +146,7 @@ class Signal:
         via: object = None,
         wait: bool = True,
         phase: int = 0,
+        on_commit: bool | str = False,
     ) -> Connection:
         """Connect ``receiver`` to this signal, for ``sender`` or (``None``) any;
         return the :class:`~concsignals.Connection` (Django returns ``None``).
@@ -152,7 +163,10 @@ class Signal:
         an executor, an event loop, a ``concsignals.Serial``), ``wait``
         (``False``: the send does not wait; the response is a Future of the
         call's result) and ``phase`` (lower phases end before higher ones
-        begin).
+        begin).  ``on_commit`` (``True``: database ``"default"``, or an
+        alias): a call from a send made while that database's transaction is
+        open in the sending thread waits for its commit, and is dropped by
+        its rollback (see "Sends that wait for the commit" in docs/django.md).
 
         Concurrency: atomic, O(1) amortised.  A send that begins after
         ``connect`` returns calls the receiver; a send already under way does
@@ -160,10 +174,10 @@ class Signal:
         """
         check_receiver(receiver)
         opts = None
-        if via is not None or wait is not True or phase != 0:
+        if via is not None or wait is not True or phase != 0 or on_commit is not False:
             from . import _targets  # only for options: keeps imports light
 
-            opts = _targets.options(receiver, via, wait, phase)
+            opts = _targets.options(receiver, via, wait, phase, on_commit)
         is_async = is_async_receiver(receiver)
         get, hold = receiver_getter(receiver, weak, self._notice)
         key = _registry.lookup_key(receiver, sender, dispatch_uid)
@@ -338,6 +352,10 @@ class Signal:
             or (snap.has_async and any_live_async(entries))
             or (snap.has_opts and any_options(entries))
         ):
+            if snap.has_opts:  # on_commit: calls that wait leave the send
+                entries = _commit.withhold(self, entries, sender, named, self._executor)
+                if not entries:
+                    return []
             if snap.has_opts and not _monitored and policy is None:
                 made = _run.lean(self, entries, sender, named, False)
                 if made is not None:
@@ -360,9 +378,7 @@ class Signal:
         call the send began has ended.
         """
         snap = self._snapshot
-        entries = snap.lookup(sender)
-        if _mute.active:  # mute: leave out what this context muted
-            entries = _mute.unmuted(self, entries, sender)
+        entries = self._entries(snap, sender, named)
         if not entries:
             return []
         if (
@@ -388,9 +404,7 @@ class Signal:
         receivers it started are cancelled and waited for, and no call not yet
         begun begins.
         """
-        entries = self._snapshot.lookup(sender)
-        if _mute.active:  # mute: leave out what this context muted
-            entries = _mute.unmuted(self, entries, sender)
+        entries = self._entries(self._snapshot, sender, named)
         if not entries:
             return []
         send = Send(self, entries, sender, named, None, False, self._policy)
@@ -404,9 +418,7 @@ class Signal:
         threads at once.  Cancelling the awaiting task behaves as for
         :meth:`asend`.
         """
-        entries = self._snapshot.lookup(sender)
-        if _mute.active:  # mute: leave out what this context muted
-            entries = _mute.unmuted(self, entries, sender)
+        entries = self._entries(self._snapshot, sender, named)
         if not entries:
             return []
         send = Send(self, entries, sender, named, None, True)
@@ -426,13 +438,38 @@ class Signal:
         on, it runs the send at once and returns a done Future, so it cannot
         deadlock.
         """
-        entries = self._snapshot.lookup(sender)
-        if _mute.active:  # mute: leave out what this context muted
-            entries = _mute.unmuted(self, entries, sender)
+        entries = self._entries(self._snapshot, sender, named)
         policy = self._policy
         robust = policy is None or not policy.group
         send = Send(self, entries, sender, named, None, robust, policy)
         return _run.submit(send, self._executor)
+
+    def _entries(
+        self,
+        snap: Snapshot,
+        sender: Any,
+        named: dict[str, Any],
+        executor: Any = SignalView.SAME,
+    ) -> tuple[Entry, ...]:
+        """What a send for ``sender`` calls now: not what this context muted,
+        nor the calls that wait for a commit (registered with it)."""
+        entries = snap.lookup(sender)
+        if _mute.active:  # mute: leave out what this context muted
+            entries = _mute.unmuted(self, entries, sender)
+        if snap.has_opts:  # on_commit: calls that wait leave the send
+            if executor is SignalView.SAME:
+                executor = self._executor
+            entries = _commit.withhold(self, entries, sender, named, executor)
+        return entries
+
+    def after_commit(self, using: str | None = None) -> _commit.AfterCommit:
+        """A view whose ``send`` and ``send_robust`` wait for the commit of
+        the transaction open on database ``using`` (``None``: ``"default"``)
+        in the sending thread, and return ``None``: the whole send is made
+        at the commit, robustly, with the arguments given now, and dropped
+        by a rollback; with no transaction open, it is made at once.  Needs
+        Django only when a send is made (docs/django.md)."""
+        return _commit.AfterCommit(self, using)
 
     def using(
         self,

@@ -1,8 +1,10 @@
 """Where one connection's calls run: its options, and the targets that are ours.
 
-``connect(receiver, *, via=None, wait=True, phase=0)`` stores a
-:class:`Delivery` on the connection's entry (``Entry.opts``; ``None`` when all
-three are the defaults, so a send of plain connections never looks further).
+``connect(receiver, *, via=None, wait=True, phase=0, on_commit=False)``
+stores a :class:`Delivery` on the connection's entry (``Entry.opts``; ``None``
+when all four are the defaults, so a send of plain connections never looks
+further).  ``on_commit`` names the database whose open transaction a call
+waits for (``_commit.py``); the others are this module's.
 ``via`` becomes a *target*: always a :class:`concurrent.futures.Executor`, so
 that every backend hands a call over the one way it already knows
 (``submit``), and the begin gate runs where the job runs (``_inline.call``):
@@ -47,35 +49,58 @@ Job = tuple["Future[Any]", Callable[..., None], tuple[Any, ...]]
 
 class Delivery:
     """A connection's options: its target (``None``: the send's choice),
-    whether a send waits for its call, and its phase."""
+    whether a send waits for its call, its phase, and the database alias
+    whose transaction its calls wait for (``None``: none)."""
 
-    __slots__ = ("lean", "phase", "target", "wait")
+    __slots__ = ("lean", "on_commit", "phase", "target", "wait")
 
-    def __init__(self, target: Executor | None, wait: bool, phase: int) -> None:
+    def __init__(
+        self,
+        target: Executor | None,
+        wait: bool,
+        phase: int,
+        on_commit: str | None = None,
+    ) -> None:
         self.target = target
         self.wait = wait
         self.phase = phase
+        self.on_commit = on_commit
         #: Fire and forget to a target in this process (or the send's):
         #: ``_deliver.fire_only`` may make the call without a Send.
         self.lean = not wait and (target is None or executors.in_process(target))
 
     def __repr__(self) -> str:
-        return f"Delivery(via={self.target!r}, wait={self.wait}, phase={self.phase})"
+        return (
+            f"Delivery(via={self.target!r}, wait={self.wait}, phase={self.phase}, "
+            f"on_commit={self.on_commit!r})"
+        )
 
 
-def options(receiver: Any, via: object, wait: object, phase: object) -> Delivery | None:
-    """``connect``'s ``via``, ``wait`` and ``phase``, checked (the error names
-    the object and the rule); ``None`` if all three are the defaults."""
+def options(
+    receiver: Any, via: object, wait: object, phase: object, on_commit: object = False
+) -> Delivery | None:
+    """``connect``'s ``via``, ``wait``, ``phase`` and ``on_commit``, checked
+    (the error names the object and the rule); ``None`` if all four are the
+    defaults.  ``on_commit=True`` is the alias ``"default"``."""
     if not isinstance(wait, bool):
         raise TypeError(f"connect(wait=...) must be True or False, not {wait!r}")
     if isinstance(phase, bool) or not isinstance(phase, int):
         raise TypeError(f"connect(phase=...) must be an int, not {phase!r}")
+    if on_commit is True:
+        on_commit = "default"  # django.db.DEFAULT_DB_ALIAS
+    elif on_commit is False:
+        on_commit = None
+    elif not isinstance(on_commit, str) or not on_commit:
+        raise TypeError(
+            f"connect(on_commit=...) must be True, False or a database alias "
+            f"(a non-empty str), not {on_commit!r}"
+        )
     target = as_target(via)
-    if target is None and wait and phase == 0:
+    if target is None and wait and phase == 0 and on_commit is None:
         return None
     if target is not None and not executors.in_process(target):
         _pickled.dump_receiver(receiver, target, None)  # raises, naming it
-    return Delivery(target, wait, phase)
+    return Delivery(target, wait, phase, on_commit)
 
 
 def as_target(via: object) -> Executor | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from . import _errors, _mute, _run
+from . import _errors, _run
 from ._errors import Policy
 from ._send import Responses, Send
 
@@ -54,9 +54,8 @@ class SignalView:
         )
 
     def _send(self, sender: Any, named: dict[str, Any], robust: bool) -> Send:
-        entries = self.signal._snapshot.lookup(sender)
-        if _mute.active:  # mute: leave out what this context muted
-            entries = _mute.unmuted(self.signal, entries, sender)
+        signal = self.signal
+        entries = signal._entries(signal._snapshot, sender, named, self.executor)
         return Send(
             self.signal, entries, sender, named, self.timeout, robust, self.policy
         )

@@ -211,19 +211,31 @@ class Signal(_signal.Signal):
         via: object = None,
         wait: bool = True,
         phase: int = 0,
+        on_commit: bool | str = False,
     ) -> Connection:
         """:meth:`concsignals.Signal.connect`, under the name Django's checks know.
 
         Concurrency: atomic, as ``concsignals.Signal.connect``.
         """
         return super().connect(
-            receiver, sender, weak, dispatch_uid, via=via, wait=wait, phase=phase
+            receiver,
+            sender,
+            weak,
+            dispatch_uid,
+            via=via,
+            wait=wait,
+            phase=phase,
+            on_commit=on_commit,
         )
 
     # The system check framework names a pending lazy ``connect`` (a
     # ModelSignal receiver for a model that never loaded) by the function's
     # (__module__, __name__); this is the pair it knows as a signal connect.
     connect.__module__ = "django.dispatch.dispatcher"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _give_options(cls)
 
     # -- sending ------------------------------------------------------------------
 
@@ -376,6 +388,48 @@ def _patched(signal: Signal) -> bool:
     return type(signal)._live_receivers is not _own_live_receivers
 
 
+def _model_connect(
+    self: Any,
+    receiver: Receiver,
+    sender: object = None,
+    weak: bool = True,
+    dispatch_uid: object = None,
+    apps: Any = None,
+    *,
+    via: object = None,
+    wait: bool = True,
+    phase: int = 0,
+    on_commit: bool | str = False,
+) -> Connection | None:
+    """Django's ``ModelSignal.connect`` (``sender`` may be ``"app_label.Model"``,
+    connected once that model loads: ``None`` is returned then), with
+    concsignals' keyword-only options (``post_save.connect(r, sender=M,
+    on_commit=True)``)."""
+    return self._lazy_method(  # type: ignore[no-any-return]
+        Signal.connect.__get__(self),  # what Django's super().connect is
+        apps,
+        receiver,
+        sender,
+        weak=weak,
+        dispatch_uid=dispatch_uid,
+        via=via,
+        wait=wait,
+        phase=phase,
+        on_commit=on_commit,
+    )
+
+
+def _give_options(cls: type) -> None:
+    """A ``ModelSignal``-shaped class (a lazy ``connect`` of its own, with
+    ``apps``) gets :func:`_model_connect`: the same, with the options."""
+    own = cls.__dict__.get("connect")
+    code = getattr(own, "__code__", None)
+    if code is None or not hasattr(cls, "_lazy_method"):
+        return
+    if "apps" in code.co_varnames and "on_commit" not in code.co_varnames:
+        cls.connect = _model_connect  # type: ignore[attr-defined]
+
+
 def _as_tuple(conn: _replace.Connection) -> ReceiverTuple:
     entry = conn.entry
     receiver_key = conn.key[0] if conn.uid is None else conn.uid
@@ -435,6 +489,8 @@ def install() -> None:
         return
     stock = dispatcher.Signal
     _adopt.adopt(stock, Signal)
+    for derived in Signal.__subclasses__():  # ModelSignal, now ours
+        _give_options(derived)
     for name, attr in _modules_holding(stock):
         setattr(sys.modules[name], attr, Signal)
     for module in (dispatcher, dispatch):

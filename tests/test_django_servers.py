@@ -16,6 +16,10 @@ Verdict, from the rows:
   request_started and post_save receivers (both sends end before the
   response is written);
 * no error: every response is 200 and the server logged no traceback.
+
+And a receiver connected with ``on_commit=True`` (``/ship``, an atomic
+request) runs after the request's transaction committed, and not at all
+when the view raises.
 """
 
 from __future__ import annotations
@@ -209,6 +213,32 @@ def test_receivers_churn_under_a_real_server(server: tuple[int, Path]) -> None:
     with sqlite3.connect(db) as conn:
         calls = conn.execute("SELECT gen, signal, key, t FROM churn_call").fetchall()
     check(calls, gens, clients.requests)
+
+
+def status_of(port: int, path: str) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        response.read()
+    finally:
+        conn.close()
+    return response.status
+
+
+def test_an_on_commit_receiver_runs_after_the_requests_commit(
+    server: tuple[int, Path],
+) -> None:
+    port, db = server
+    assert get(port, "/ship/kept") == {"saved": "kept"}
+    assert status_of(port, "/ship/dropped?fail=1") == 404  # raised: rolled back
+    with sqlite3.connect(db) as conn:
+        notices = conn.execute("SELECT key, in_atomic, committed FROM churn_notice")
+        shipped = conn.execute("SELECT key FROM churn_shipped")
+        # once, out of the transaction, seeing its row committed; none for
+        # the request that rolled back
+        assert notices.fetchall() == [("kept", 0, 1)]
+        assert shipped.fetchall() == [("kept",)]
 
 
 def check(

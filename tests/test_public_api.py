@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import inspect
 
+import pytest
+
 import concsignals
 
 
@@ -45,8 +47,14 @@ def test_django_signatures():
         "via",
         "wait",
         "phase",
+        "on_commit",
     ]
-    for name, default in (("via", None), ("wait", True), ("phase", 0)):
+    for name, default in (
+        ("via", None),
+        ("wait", True),
+        ("phase", 0),
+        ("on_commit", False),
+    ):
         assert connect[name].kind is inspect.Parameter.KEYWORD_ONLY
         assert connect[name].default == default
     disconnect = sig(S.disconnect).parameters
@@ -95,3 +103,22 @@ def test_using_signature():
         assert params[name].kind is inspect.Parameter.KEYWORD_ONLY
         assert params[name].default is None
     assert issubclass(concsignals.SendError, ExceptionGroup)
+
+
+def test_after_commit_signature():
+    from concsignals._commit import AfterCommit
+
+    params = inspect.signature(concsignals.Signal.after_commit).parameters
+    assert list(params) == ["self", "using"]
+    assert params["using"].default is None
+    for name in ("send", "send_robust"):
+        params = inspect.signature(getattr(AfterCommit, name)).parameters
+        assert list(params) == ["self", "sender", "named"], name
+        assert params["self"].kind is inspect.Parameter.POSITIONAL_ONLY, name
+    # Django's connect takes the same options as concsignals'
+    pytest.importorskip("django")
+    from concsignals.django import Signal as DjangoSignal
+
+    assert inspect.signature(DjangoSignal.connect) == inspect.signature(
+        concsignals.Signal.connect
+    )

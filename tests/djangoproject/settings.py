@@ -1,4 +1,5 @@
-"""Settings of the end-to-end project: one app, a sqlite file database."""
+"""Settings of the end-to-end project: one app, a sqlite file database,
+atomic requests (``/ship``; the churn's views opt out)."""
 
 import os
 
@@ -13,6 +14,7 @@ DATABASES = {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": os.environ["CONCSIGNALS_TEST_DB"],
         "OPTIONS": {"timeout": 30},
+        "ATOMIC_REQUESTS": True,  # /ship; the churn's views opt out
     }
 }
 USE_TZ = True

@@ -373,4 +373,23 @@ MUTANTS: list[Mutant] = [
         new="        self.cancels = not robust and policy is None\n",
         tests=("tests/test_errors.py", "-k", "cancel"),
     ),
+    Mutant(
+        name="on-commit-withheld",
+        promise="transactions: a call from a send inside a transaction waits "
+        "for its commit, and a rollback drops it",
+        file="concsignals/_commit.py",
+        old="    if not waiting:\n        return entries\n",
+        new="    if True:\n        return entries\n",
+        tests=("tests/test_after_commit.py",),
+    ),
+    Mutant(
+        name="deferred-send-robust",
+        promise="transactions: one failing deferred call never stops the others",
+        file="concsignals/_commit.py",
+        old="        send = Send(self.signal, self.entries, self.sender, self.named, "
+        "None, True)\n",
+        new="        send = Send(self.signal, self.entries, self.sender, self.named, "
+        "None, False)\n",
+        tests=("tests/test_after_commit.py",),
+    ),
 ]

@@ -14,3 +14,18 @@ class Call(models.Model):
     signal = models.CharField(max_length=20)
     key = models.CharField(max_length=40)
     t = models.BigIntegerField()
+
+
+class Shipped(models.Model):
+    """Saved by ``/ship/<key>``, inside the request's transaction
+    (``ATOMIC_REQUESTS``)."""
+
+    key = models.CharField(max_length=40)
+
+
+class Notice(models.Model):
+    """Written by the ``on_commit=True`` receiver of Shipped's post_save."""
+
+    key = models.CharField(max_length=40)
+    in_atomic = models.BooleanField()  # an atomic block open when it ran
+    committed = models.IntegerField()  # its Shipped rows another connection saw
