@@ -296,7 +296,7 @@ class Signal:
         if not entries:  # None: no fast path; (): nobody to call
             if entries is None:
                 return self._send_general(snap, sender, named)
-            return []
+            return _run.nobody(self, sender, named, False) if _monitored else []
         if self._routed or _monitored:  # monitor: off the fast path
             return self._send_general(snap, sender, named)
         if _mute.active and _mute.held.get():  # mute: this context mutes some
@@ -329,7 +329,7 @@ class Signal:
         if _mute.active:  # mute: leave out what this context muted
             entries = _mute.unmuted(self, entries, sender)
         if not entries:
-            return []
+            return _run.nobody(self, sender, named, False) if _monitored else []
         policy = self._policy
         if (
             self._routed
@@ -362,7 +362,7 @@ class Signal:
         if _mute.active:  # mute: leave out what this context muted
             entries = _mute.unmuted(self, entries, sender)
         if not entries:
-            return []
+            return _run.nobody(self, sender, named, True) if _monitored else []
         if (
             self._executor is None
             and not any(e.is_async for e in entries)
@@ -390,7 +390,7 @@ class Signal:
         if _mute.active:  # mute: leave out what this context muted
             entries = _mute.unmuted(self, entries, sender)
         if not entries:
-            return []
+            return _run.nobody(self, sender, named, False) if _monitored else []
         send = Send(self, entries, sender, named, None, False, self._policy)
         return await _run.arun(send, self._executor)
 
@@ -406,7 +406,7 @@ class Signal:
         if _mute.active:  # mute: leave out what this context muted
             entries = _mute.unmuted(self, entries, sender)
         if not entries:
-            return []
+            return _run.nobody(self, sender, named, True) if _monitored else []
         send = Send(self, entries, sender, named, None, True)
         return await _run.arun(send, self._executor)
 
