@@ -175,6 +175,8 @@ class Signal:
                 done = _registry.connect_locked(self, req, sender, resolved, released)
             if done:
                 assert req.entry is not None
+                if _registry.on_connect is not None:  # pytest --concsignals-strict
+                    _registry.on_connect(req.entry)
                 return Connection(self, req.entry, key, dispatch_uid)
         # ``released`` is dropped here, after the lock: see _registry.py
 
