@@ -29,6 +29,13 @@ from tests.receivers import echo
 
 pytestmark = pytest.mark.timeout(60)
 
+#: For tests that watch the whole process (pytest-run-parallel runs them in
+#: one thread: each copy would see the other copies' sends, or monitors).
+process_wide = pytest.mark.thread_unsafe(
+    reason="it watches the whole process (wait_for, scope='process', the "
+    "monitors installed): each copy would see the others"
+)
+
 
 def ok(sender: Any, **kw: Any) -> str:
     return "ok"
@@ -93,12 +100,17 @@ def test_a_send_with_nobody_to_call_is_recorded() -> None:
     assert all(s.results == () for s in sent)
 
 
+@pytest.fixture
+def executor(backend: Backend, request: pytest.FixtureRequest) -> Any:
+    """The backend's executor, made in setup (not in several threads)."""
+    return backend.make(request, 2)
+
+
 def test_capture_sees_every_send_path_on_every_backend(
-    backend: Backend, request: pytest.FixtureRequest
+    backend: Backend, executor: Any
 ) -> None:
     sig = Signal()
     sig.connect(echo)
-    executor = backend.make(request, 2)
     with capture(sig) as sent:
         backend.send(sig, executor, None, "plain", {"n": 1})
         backend.send_robust(sig, executor, None, "robust", {"n": 2})
@@ -174,6 +186,7 @@ def test_failure_messages_list_what_was_sent_instead() -> None:
         empty.assert_sent(sig)
 
 
+@process_wide
 def test_context_scope_does_not_see_a_thread_started_by_hand() -> None:
     sig = Signal()
     with capture(sig) as mine, capture(sig, scope="process") as everywhere:
@@ -244,6 +257,7 @@ class _nothing:
         pass
 
 
+@process_wide
 def test_the_monitor_is_installed_only_while_a_capture_is_open() -> None:
     from concsignals._capture import _monitor
 
@@ -272,6 +286,7 @@ def test_bad_arguments_are_refused_by_name() -> None:
 # -- wait_for / await_for ------------------------------------------------------------
 
 
+@process_wide
 def test_wait_for_does_not_miss_a_send_before_the_wait() -> None:
     """The send ends (in another thread) after the with began and before
     wait() is called: it is found."""
@@ -286,6 +301,7 @@ def test_wait_for_does_not_miss_a_send_before_the_wait() -> None:
     assert w.sent is sent
 
 
+@process_wide
 def test_wait_for_blocks_until_a_send_in_another_thread_ends() -> None:
     sig = Signal()
     go = threading.Event()
@@ -302,6 +318,7 @@ def test_wait_for_blocks_until_a_send_in_another_thread_ends() -> None:
     assert w.sent is not None and w.sent.thread is t
 
 
+@process_wide
 def test_wait_for_check_and_sender_pick_the_send() -> None:
     sig = Signal()
     with wait_for(sig, timeout=10, sender="s", check=lambda s: s.named["n"] == 2) as w:
@@ -311,6 +328,7 @@ def test_wait_for_check_and_sender_pick_the_send() -> None:
     assert w.sent is not None and (w.sent.sender, w.sent.named) == ("s", {"n": 2})
 
 
+@process_wide
 def test_wait_for_times_out_listing_what_was_sent_meanwhile() -> None:
     sig, other = Signal(), Signal()
     with pytest.raises(TimeoutError) as err, wait_for(sig, timeout=0, sender="wanted"):
@@ -321,6 +339,7 @@ def test_wait_for_times_out_listing_what_was_sent_meanwhile() -> None:
     assert "sender='unwanted', n=7" in text and "sender='x'" in text
 
 
+@process_wide
 def test_wait_for_stops_watching_after_the_wait() -> None:
     from concsignals._capture import _monitor
 
@@ -333,6 +352,7 @@ def test_wait_for_stops_watching_after_the_wait() -> None:
     assert _monitor not in monitoring.monitors()
 
 
+@process_wide
 def test_await_for_waits_without_blocking_the_loop() -> None:
     sig = Signal()
     sig.connect(ok)
@@ -347,6 +367,7 @@ def test_await_for_waits_without_blocking_the_loop() -> None:
     assert sent.sender == "thread" and sent.results == ((ok, "ok"),)
 
 
+@process_wide
 def test_await_for_as_async_with_and_its_timeout() -> None:
     sig = Signal()
 
