@@ -552,3 +552,19 @@ def test_factory_boy_mute_signals_works_on_concsignals_django_signals() -> None:
         sig.send("s", n=1)
     sig.send("s", n=2)
     assert calls == [("s", 2), ("s", 2)]
+
+
+def test_the_public_names_of_concsignals_testing() -> None:
+    import concsignals.testing
+
+    assert sorted(concsignals.testing.__all__) == [
+        "ANY",
+        "Capture",
+        "Sent",
+        "Waiter",
+        "await_for",
+        "capture",
+        "connected",
+        "mute_signals",
+        "wait_for",
+    ]
