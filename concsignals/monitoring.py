@@ -4,7 +4,8 @@ A *monitor* is an object with up to five methods (see :class:`Monitor`); any
 number may be installed with :func:`install`.  While none is, nothing here
 runs: the engine tests one module global, :data:`installed`, and takes its
 usual paths.  While one is, every send reports to it (a send with nobody to
-call too, no receiver connected or all muted: with no slots):
+call too, no receiver connected or all muted: with no slots, through
+``_run.nobody``; not yet ``concsignals.django``'s own send methods):
 
 ``send_began(send)``
     once, in the sender's thread, before any call begins (a :class:`SendEvent`:
