@@ -81,7 +81,7 @@ def send_watched(
 ) -> Responses:
     """A monitored inline send without a deadline: :func:`call_inline` or
     :func:`call_robust`, reporting to the monitors as it goes."""
-    watch = monitoring.watch_inline(signal, entries, sender, robust)
+    watch = monitoring.watch_inline(signal, entries, sender, named, robust)
     if watch is None:  # uninstalled meanwhile
         return (call_robust if robust else call_inline)(signal, entries, sender, named)
     try:

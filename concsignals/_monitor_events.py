@@ -139,8 +139,11 @@ def _returned(hooks: Bound, event: object) -> Managed:
 class SendEvent:
     """One monitored send.  Read-only for monitors, but for ``notes``.
 
-    ``began``/``ended`` are ``time.time_ns()`` values; ``deadline`` is a
-    ``time.monotonic()`` value or ``None``; ``error`` is what the send raised.
+    ``named`` is the send's named arguments (besides ``sender``); a send
+    with nobody to call (no receiver connected, or all muted) is reported
+    too, with no slots.  ``began``/``ended`` are ``time.time_ns()`` values;
+    ``deadline`` is a ``time.monotonic()`` value or ``None``; ``error`` is
+    what the send raised.
     """
 
     __slots__ = (
@@ -157,18 +160,26 @@ class SendEvent:
         "error",
         "executor",
         "hooks",
+        "named",
         "robust",
         "sender",
         "signal",
     )
 
     def __init__(
-        self, hooks: Hooks, signal: object, entries: Sequence[Any], sender: object
+        self,
+        hooks: Hooks,
+        signal: object,
+        entries: Sequence[Any],
+        sender: object,
+        named: dict[str, Any],
     ) -> None:
         self.hooks = hooks
         self.signal = signal
         self._entries = entries
         self.sender = sender
+        #: The send's named arguments (the sender's dict: read, never change).
+        self.named = named
         #: Set by whoever starts reporting, before ``send_began``
         #: (``monitoring.watch``/``watch_inline``).
         self.executor: object = None

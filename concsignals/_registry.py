@@ -42,6 +42,7 @@ Replacing every connection at once (Django's ``receivers = [...]``) is in
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._snapshot import (
@@ -63,6 +64,12 @@ if TYPE_CHECKING:
 
 #: Compact when garbage reaches this many entries and half of what is stored.
 MIN_GARBAGE = 16
+
+#: ``on_connect(entry)``, called by ``Signal.connect`` after each connect (no
+#: lock held), while set: the pytest plugin's ``--concsignals-strict`` records
+#: where each connection was made.  ``None`` (always, but in strict mode):
+#: one global test per connect, nothing on any send path.
+on_connect: Callable[[Entry], None] | None = None
 
 
 def lookup_key(receiver: object, sender: object, dispatch_uid: object) -> Any:

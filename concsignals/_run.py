@@ -89,6 +89,17 @@ async def arun(send: Send, executor: Executor | None) -> Responses:
     return responses
 
 
+def nobody(
+    signal: Signal, sender: object, named: dict[str, Any], robust: bool
+) -> Responses:
+    """A send with nobody to call: ``[]``, reported to the monitors if any
+    are installed, as a send with no slots (a ``concsignals.testing.capture``
+    records it).  Every send path's "nobody to call" comes here."""
+    if not monitoring.installed:
+        return []
+    return _inline.send_watched(signal, (), sender, named, robust)
+
+
 def lean(
     signal: Signal,
     entries: Sequence[Entry],
@@ -128,7 +139,7 @@ def submit(send: Send, executor: Executor | None) -> Future[Responses]:
 
     outer: Future[Responses] = Future()
     if not send.entries:
-        outer.set_result([])
+        outer.set_result(nobody(send.signal, send.sender, send.named, send.robust))
         return outer
     _in_flight.add(outer)
     outer.add_done_callback(_in_flight.discard)

@@ -191,6 +191,8 @@ class Signal:
                 done = _registry.connect_locked(self, req, sender, resolved, released)
             if done:
                 assert req.entry is not None
+                if _registry.on_connect is not None:  # pytest --concsignals-strict
+                    _registry.on_connect(req.entry)
                 return Connection(self, req.entry, key, dispatch_uid)
         # ``released`` is dropped here, after the lock: see _registry.py
 
@@ -312,7 +314,7 @@ class Signal:
         if not entries:  # None: no fast path; (): nobody to call
             if entries is None:
                 return self._send_general(snap, sender, named)
-            return []
+            return _run.nobody(self, sender, named, False) if _monitored else []
         if self._routed or _monitored:  # monitor: off the fast path
             return self._send_general(snap, sender, named)
         if _mute.active and _mute.held.get():  # mute: this context mutes some
@@ -345,7 +347,7 @@ class Signal:
         if _mute.active:  # mute: leave out what this context muted
             entries = _mute.unmuted(self, entries, sender)
         if not entries:
-            return []
+            return _run.nobody(self, sender, named, False) if _monitored else []
         policy = self._policy
         if (
             self._routed
@@ -380,7 +382,7 @@ class Signal:
         snap = self._snapshot
         entries = self._entries(snap, sender, named)
         if not entries:
-            return []
+            return _run.nobody(self, sender, named, True) if _monitored else []
         if (
             self._executor is None
             and not any(e.is_async for e in entries)
@@ -406,7 +408,7 @@ class Signal:
         """
         entries = self._entries(self._snapshot, sender, named)
         if not entries:
-            return []
+            return _run.nobody(self, sender, named, False) if _monitored else []
         send = Send(self, entries, sender, named, None, False, self._policy)
         return await _run.arun(send, self._executor)
 
@@ -420,7 +422,7 @@ class Signal:
         """
         entries = self._entries(self._snapshot, sender, named)
         if not entries:
-            return []
+            return _run.nobody(self, sender, named, True) if _monitored else []
         send = Send(self, entries, sender, named, None, True)
         return await _run.arun(send, self._executor)
 

@@ -60,27 +60,36 @@ class SignalView:
             self.signal, entries, sender, named, self.timeout, robust, self.policy
         )
 
+    @staticmethod
+    def _nobody(send: Send) -> Responses:
+        """A send with nobody to call (``_run.nobody``)."""
+        return _run.nobody(send.signal, send.sender, send.named, send.robust)
+
     def send(self, /, sender: Any, **named: Any) -> Responses:
         """:meth:`Signal.send` on this view's executor, within its timeout."""
         send = self._send(sender, named, False)
-        return _run.run(send, self.executor) if send.entries else []
+        return _run.run(send, self.executor) if send.entries else self._nobody(send)
 
     def send_robust(self, /, sender: Any, **named: Any) -> Responses:
         """:meth:`Signal.send_robust` on this view's executor, within its timeout."""
         send = self._send(sender, named, True)
-        return _run.run(send, self.executor) if send.entries else []
+        return _run.run(send, self.executor) if send.entries else self._nobody(send)
 
     async def asend(self, /, sender: Any, **named: Any) -> Responses:
         """:meth:`Signal.asend` with this view's executor and timeout; reads
         the snapshot when awaited."""
         send = self._send(sender, named, False)
-        return await _run.arun(send, self.executor) if send.entries else []
+        return (
+            await _run.arun(send, self.executor) if send.entries else self._nobody(send)
+        )
 
     async def asend_robust(self, /, sender: Any, **named: Any) -> Responses:
         """:meth:`Signal.asend_robust` with this view's executor and timeout;
         reads the snapshot when awaited."""
         send = self._send(sender, named, True)
-        return await _run.arun(send, self.executor) if send.entries else []
+        return (
+            await _run.arun(send, self.executor) if send.entries else self._nobody(send)
+        )
 
     def submit(self, /, sender: Any, **named: Any) -> Future[Responses]:
         """:meth:`Signal.submit` on this view's executor, within its timeout

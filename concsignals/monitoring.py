@@ -3,7 +3,9 @@
 A *monitor* is an object with up to five methods (see :class:`Monitor`); any
 number may be installed with :func:`install`.  While none is, nothing here
 runs: the engine tests one module global, :data:`installed`, and takes its
-usual paths.  While one is, every send reports to it:
+usual paths.  While one is, every send reports to it (a send with nobody to
+call too, no receiver connected or all muted: with no slots, through
+``_run.nobody``; not yet ``concsignals.django``'s own send methods):
 
 ``send_began(send)``
     once, in the sender's thread, before any call begins (a :class:`SendEvent`:
@@ -175,7 +177,7 @@ def watch(send: Send, executor: object) -> SendEvent | None:
     hooks = _hooks
     if hooks is None:
         return None
-    w = SendEvent(hooks, send.signal, send.entries, send.sender)
+    w = SendEvent(hooks, send.signal, send.entries, send.sender, send.named)
     w.executor, w.deadline, w.robust = executor, send.deadline, send.robust
     send.watch = w
     notify(hooks.send_began, w)
@@ -183,13 +185,17 @@ def watch(send: Send, executor: object) -> SendEvent | None:
 
 
 def watch_inline(
-    signal: object, entries: Sequence[Any], sender: object, robust: bool
+    signal: object,
+    entries: Sequence[Any],
+    sender: object,
+    named: dict[str, Any],
+    robust: bool,
 ) -> SendEvent | None:
     """Start reporting an inline send without a deadline (no ``Send``)."""
     hooks = _hooks
     if hooks is None:
         return None
-    w = SendEvent(hooks, signal, entries, sender)
+    w = SendEvent(hooks, signal, entries, sender, named)
     w.robust = robust
     notify(hooks.send_began, w)
     return w

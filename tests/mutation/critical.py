@@ -392,4 +392,36 @@ MUTANTS: list[Mutant] = [
         "None, False)\n",
         tests=("tests/test_after_commit.py",),
     ),
+    Mutant(
+        name="capture-scoped-to-context",
+        promise="testing: a capture records the sends of the context that entered "
+        "it only, never another thread's or test's",
+        file="concsignals/_capture.py",
+        old='        _use(+1, self if self.scope == "process" else None)\n',
+        # Every capture seen from every thread, as a receiver connected for a
+        # test would be.
+        new="        _use(+1, self)\n",
+        tests=("tests/test_testing.py", "-k", "two_threads or context_scope"),
+    ),
+    Mutant(
+        name="nobody-to-call-reported",
+        promise="testing: a send with nobody to call (nothing connected, all "
+        "muted) is reported to monitors, so a capture records it",
+        file="concsignals/_run.py",
+        old="    return _inline.send_watched(signal, (), sender, named, robust)\n",
+        new="    return []\n",
+        tests=("tests/test_testing.py", "-k", "nobody"),
+    ),
+    Mutant(
+        name="wait-for-watches-from-creation",
+        promise="testing: wait_for does not miss a send that ended after it "
+        "began and before the wait",
+        file="concsignals/testing.py",
+        old="        deadline = time.monotonic() + self.timeout\n        try:\n"
+        "            while True:\n                self._news.clear()",
+        new="        deadline = time.monotonic() + self.timeout\n"
+        "        self._checked = len(self._ended)\n        try:\n"
+        "            while True:\n                self._news.clear()",
+        tests=("tests/test_testing.py", "-k", "wait_for"),
+    ),
 ]
