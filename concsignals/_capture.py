@@ -6,8 +6,8 @@ Design
 A capture never touches a signal.  It is a monitor (``monitoring.py``): the
 engine already reports every send, on every path (``send``,
 ``send_robust``, ``asend``, ``submit``, views, every executor,
-``concsignals.django``; a send with nobody to call too, but for
-``concsignals.django``'s), to the monitors installed, in the sender's thread
+``concsignals.django``; a send with nobody to call too), to the
+monitors installed, in the sender's thread
 first (``send_began``), then each call's end (``call_ended``, on any
 thread), then ``send_ended`` once after them.  One monitor,
 :data:`_monitor`, is installed while any capture (or ``wait_for``) is open,

@@ -254,7 +254,7 @@ class Signal(_signal.Signal):
             if _mute.active:  # mute: leave out what this context muted
                 entries = _mute.unmuted(self, entries, sender)
         if not entries:  # nobody to call (Django returns at once too)
-            return []
+            return _run.nobody(self, sender, named, False) if _signal._monitored else []
         policy = None
         if self._routed or snap.has_opts:  # an executor, options or a policy
             if self._executor is not None or snap.has_opts:  # concsignals' rules
@@ -301,7 +301,7 @@ class Signal(_signal.Signal):
         if _mute.active:  # mute: leave out what this context muted
             entries = _mute.unmuted(self, entries, sender)
         if not entries:
-            return []
+            return _run.nobody(self, sender, named, True)
         if self._executor is not None or snap.has_opts:  # concsignals' rules
             return super().send_robust(sender, **named)
         if snap.has_async or _signal._monitored or _patched(self):
@@ -346,7 +346,7 @@ class Signal(_signal.Signal):
             return await super().asend(sender, **named)
         entries = _djangosend.grouped(self, sender, _patched(self))
         if not entries:
-            return []
+            return _run.nobody(self, sender, named, False)
         send = Send(self, entries, sender, named, None, False, self._policy)
         return await _run.arun(send, None)
 
@@ -358,7 +358,7 @@ class Signal(_signal.Signal):
             return await super().asend_robust(sender, **named)
         entries = _djangosend.grouped(self, sender, _patched(self))
         if not entries:
-            return []
+            return _run.nobody(self, sender, named, True)
         return await _run.arun(Send(self, entries, sender, named, None, True), None)
 
     # -- the hooks: asgiref's thread sensitivity ------------------------------

@@ -155,12 +155,6 @@ def test_capture_sees_concsignals_django_signals() -> None:
     assert sent.assert_sent_once(sig, sender="a", n=1).results == ((ok, "ok"),)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="concsignals/django.py's four 'nobody to call' returns do not report "
-    "to monitors yet (_run.nobody): the file is issue 26's; remove this mark "
-    "once they do",
-)
 def test_capture_sees_a_django_send_with_nobody_to_call() -> None:
     pytest.importorskip("django", reason="needs Django: the test extra")
     from concsignals.django import Signal as DjangoSignal
