@@ -320,6 +320,8 @@ class _Recorder:
     """The monitor behind every capture (installed while one is open)."""
 
     def send_began(self, send: SendEvent) -> None:
+        if send.deferred:  # recorded when it was sent; its calls run now
+            return
         seen = (*_open.get(), *_everywhere)
         wanted = tuple(c for c in seen if c.open and c.wants(send))
         if not wanted:

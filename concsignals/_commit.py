@@ -90,7 +90,7 @@ class Deferred:
     on ``executor``, in a copy of the sending context (see the module
     docstring).  Called once, by Django, in the committing thread."""
 
-    __slots__ = ("context", "entries", "executor", "named", "sender", "signal")
+    __slots__ = ("context", "entries", "executor", "named", "part", "sender", "signal")
 
     def __init__(
         self,
@@ -99,6 +99,7 @@ class Deferred:
         sender: object,
         named: dict[str, Any],
         executor: Executor | None,
+        part: bool = False,
     ) -> None:
         self.signal = signal
         self.entries = entries
@@ -106,6 +107,11 @@ class Deferred:
         self.named = named
         self.executor = executor
         self.context = contextvars.copy_context()
+        #: The calls a send made now left for the commit (``withhold``): that
+        #: send was reported to monitors when it was made, so at the commit
+        #: monitors see these calls as ``SendEvent.deferred``.  Not a part:
+        #: the whole send (``after_commit``), reported once, at the commit.
+        self.part = part
 
     def __repr__(self) -> str:
         n = len(self.entries)
@@ -113,6 +119,7 @@ class Deferred:
 
     def __call__(self) -> None:
         send = Send(self.signal, self.entries, self.sender, self.named, None, True)
+        send.deferred = self.part  # monitors: a send of its own, or not
         self.context.run(_run.run, send, self.executor)
 
     def register(self, alias: str) -> None:
@@ -146,7 +153,7 @@ def withhold(
     if not waiting:
         return entries
     for alias, group in waiting.items():
-        Deferred(signal, group, sender, named, executor).register(alias)
+        Deferred(signal, group, sender, named, executor, part=True).register(alias)
     return tuple(
         [e for e in entries if e.opts is None or e.opts.on_commit not in waiting]
     )

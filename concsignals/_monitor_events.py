@@ -156,6 +156,7 @@ class SendEvent:
         "_receivers",
         "began",
         "deadline",
+        "deferred",
         "ended",
         "error",
         "executor",
@@ -185,6 +186,10 @@ class SendEvent:
         self.executor: object = None
         self.deadline: float | None = None
         self.robust = False
+        #: The calls of an earlier send, reported when that send was made,
+        #: that waited for a database commit (``connect(on_commit=...)``,
+        #: ``after_commit``): made now, in the committing thread.
+        self.deferred = False
         self.began = time.time_ns()
         n = len(entries)
         self._calls: list[CallEvent | None] = [None] * n

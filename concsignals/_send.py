@@ -154,6 +154,7 @@ class Send:
         "cancels",
         "cut",
         "deadline",
+        "deferred",
         "entries",
         "fatal",
         "group",
@@ -222,6 +223,8 @@ class Send:
         self.on_begin: Callable[[], None] | None = None
         #: monitor: the send's ``monitoring.SendEvent`` while monitors watch.
         self.watch: SendEvent | None = None
+        #: The calls of an earlier send that waited for a commit (``_commit``).
+        self.deferred = False
 
     @property
     def closed(self) -> bool:

@@ -357,7 +357,7 @@ class Signal:
             if snap.has_opts:  # on_commit: calls that wait leave the send
                 entries = _commit.withhold(self, entries, sender, named, self._executor)
                 if not entries:
-                    return []
+                    return _run.nobody(self, sender, named, False) if _monitored else []
             if snap.has_opts and not _monitored and policy is None:
                 made = _run.lean(self, entries, sender, named, False)
                 if made is not None:

@@ -179,6 +179,7 @@ def watch(send: Send, executor: object) -> SendEvent | None:
         return None
     w = SendEvent(hooks, send.signal, send.entries, send.sender, send.named)
     w.executor, w.deadline, w.robust = executor, send.deadline, send.robust
+    w.deferred = send.deferred
     send.watch = w
     notify(hooks.send_began, w)
     return w

@@ -41,6 +41,8 @@ CASES = [
     "OnCommitConnections::test_a_receiver_disconnected_before_the_commit_is_not_called",
     "OnCommitConnections::test_a_failing_deferred_receiver_does_not_stop_the_others",
     "OnCommitConnections::test_monitors_see_the_deferred_send_at_the_commit",
+    "OnCommitConnections::test_a_capture_records_the_send_once_not_again_at_the_commit",
+    "OnCommitConnections::test_a_capture_records_an_after_commit_send_at_the_commit",
     "OnCommitConnections::test_a_send_in_thread_a_waits_for_as_commit_never_bs",
     "Targets::test_a_receiver_on_a_thread_pool_receives_after_the_commit",
     "Targets::test_a_receiver_on_a_process_pool_receives_after_the_commit",

@@ -219,7 +219,8 @@ class OnCommitConnections(TransactionTestCase):
 
         class Watcher:
             def send_began(self, send: Any) -> None:
-                events.append(("began", send.signal))
+                if send.signal is signal:  # not Django's own signals
+                    events.append(("began", send.signal, send.deferred))
 
             def call_ended(self, call: Any) -> None:
                 events.append((call.outcome, call.receiver))
@@ -234,10 +235,35 @@ class OnCommitConnections(TransactionTestCase):
                     transaction.atomic(),
                 ):
                     signal.send(sender=None, text="x")
-                    self.assertEqual(events, [])
+                    # The send is seen as made, with nobody to call now.
+                    self.assertEqual(events, [("began", signal, False)])
             finally:
                 concsignals.monitoring.uninstall(watcher)
-        self.assertEqual(events, [("began", signal), ("exception", failing)])
+        deferred = [("began", signal, True), ("exception", failing)]
+        self.assertEqual(events, [("began", signal, False), *deferred])
+
+    def test_a_capture_records_the_send_once_not_again_at_the_commit(self) -> None:
+        from concsignals.testing import capture
+
+        signal, rec = concsignals.Signal(), Recorder()
+        with connected(signal, rec, on_commit=True), capture(signal) as sent:
+            with transaction.atomic():
+                signal.send(sender=None, text="x")
+                self.assertEqual(rec.texts, [])
+            self.assertEqual(rec.texts, ["x"])
+        record = sent.assert_sent_once(signal, text="x")
+        self.assertEqual(record.results, ())  # its one call waited for the commit
+
+    def test_a_capture_records_an_after_commit_send_at_the_commit(self) -> None:
+        from concsignals.testing import capture
+
+        signal, rec = concsignals.Signal(), Recorder()
+        with connected(signal, rec), capture(signal) as sent:
+            with transaction.atomic():
+                signal.after_commit().send(sender=None, text="x")
+                sent.assert_not_sent(signal)
+            record = sent.assert_sent_once(signal, text="x")
+        self.assertEqual(record.results, ((rec, "ok"),))
 
     def test_a_send_in_thread_a_waits_for_as_commit_never_bs(self) -> None:
         rec = Recorder()
