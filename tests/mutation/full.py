@@ -55,7 +55,7 @@ PERF = ("performance only", "memory only")
 BY_MYPY = {37}
 SURVIVED = {0}
 NO_TESTS = {5, 33}
-#: Examples of ``tests/test_state_machine.py`` per mutant (100 in the suite):
+#: Examples of ``tests/test_state_machine.py`` per mutant (50 in the suite):
 #: its ``gc.collect()`` steps are slow in mutmut's large process.
 SM = "10"
 
