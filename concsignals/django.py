@@ -419,15 +419,45 @@ def _model_connect(
     )
 
 
+def _model_disconnect(
+    self: Any,
+    receiver: Receiver | None = None,
+    sender: object = None,
+    dispatch_uid: object = None,
+    apps: Any = None,
+    *,
+    wait: bool = False,
+    timeout: float | None = None,
+) -> bool | None:
+    """Django's ``ModelSignal.disconnect`` (``sender`` may be
+    ``"app_label.Model"``), with ``wait`` and ``timeout`` as in
+    :meth:`concsignals.Signal.disconnect`."""
+    return self._lazy_method(  # type: ignore[no-any-return]
+        Signal.disconnect.__get__(self),  # what Django's super().disconnect is
+        apps,
+        receiver,
+        sender,
+        dispatch_uid=dispatch_uid,
+        wait=wait,
+        timeout=timeout,
+    )
+
+
 def _give_options(cls: type) -> None:
-    """A ``ModelSignal``-shaped class (a lazy ``connect`` of its own, with
-    ``apps``) gets :func:`_model_connect`: the same, with the options."""
-    own = cls.__dict__.get("connect")
-    code = getattr(own, "__code__", None)
-    if code is None or not hasattr(cls, "_lazy_method"):
+    """A ``ModelSignal``-shaped class (a lazy ``connect`` and ``disconnect``
+    of its own, with ``apps``) gets :func:`_model_connect` and
+    :func:`_model_disconnect`: the same, with concsignals' options."""
+    if not hasattr(cls, "_lazy_method"):
         return
-    if "apps" in code.co_varnames and "on_commit" not in code.co_varnames:
-        cls.connect = _model_connect  # type: ignore[attr-defined]
+    for name, ours, option in (
+        ("connect", _model_connect, "on_commit"),
+        ("disconnect", _model_disconnect, "timeout"),
+    ):
+        code = getattr(cls.__dict__.get(name), "__code__", None)
+        if code is None:
+            continue
+        if "apps" in code.co_varnames and option not in code.co_varnames:
+            setattr(cls, name, ours)
 
 
 def _as_tuple(conn: _replace.Connection) -> ReceiverTuple:

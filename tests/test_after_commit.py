@@ -178,6 +178,11 @@ def test_install_after_django_gives_model_signals_the_options() -> None:
         def r(sender, **kw): return "r"
         conn = post_save.connect(r, sender=M, on_commit="other")
         assert conn.connected and conn._entry.opts.on_commit == "other"
+        params = inspect.signature(ModelSignal.disconnect).parameters
+        for name in ("apps", "wait", "timeout"):
+            assert name in params, name
+        assert post_save.disconnect(r, sender=M, wait=True, timeout=5)
+        assert not conn.connected
         print("OK")
     """)
     assert out == "OK"

@@ -55,14 +55,19 @@ def connect(gen: int) -> int:
 
 
 def disconnect(gen: int) -> tuple[int, int]:
-    """Disconnect generation ``gen``; return when it began and when it returned."""
+    """Disconnect generation ``gen``; return when it began and when it returned.
+
+    With ``wait=True``: a call that passed its gate before the disconnect
+    has also ended by ``done``, so the time a receiver takes when its call
+    runs is before ``done`` (without it, a call begun in time may read its
+    clock after ``done`` and look late)."""
     with _lock:
         started, finished, saved = _held.pop(gen)
     begun = time.monotonic_ns()
     ok = [
-        request_started.disconnect(started),
-        request_finished.disconnect(finished),
-        post_save.disconnect(saved, sender=Hit),
+        request_started.disconnect(started, wait=True, timeout=30),
+        request_finished.disconnect(finished, wait=True, timeout=30),
+        post_save.disconnect(saved, sender=Hit, wait=True, timeout=30),
     ]
     done = time.monotonic_ns()
     if not all(ok):
