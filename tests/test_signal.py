@@ -1136,9 +1136,17 @@ def test_a_uid_bucket_changed_while_its_uids_were_compared_is_compared_again(
 def test_two_signals_torn_down_in_opposite_order_from_two_threads_complete():
     """A's strong receiver, when freed, disconnects from B; B's from A.  Two
     threads disconnect them at once.  With a finalizer run under the writer
-    lock, each thread would hold its signal's lock and wait for the other's."""
+    lock, each thread would hold its signal's lock and wait for the other's.
+
+    Each thread makes and connects its own signal's owner: on 3.13t an object
+    freed by a thread other than the one that made it is finalized later, by
+    its maker (biased reference counting), and the two finalizers would not
+    meet.  Seen so: the main thread made both, and the check below ran before
+    their finalizers."""
     a, b = Signal(), Signal()
     both_inside = threading.Barrier(2, timeout=5)
+    connected = threading.Barrier(2, timeout=5)
+    finalized_in: dict[str, str] = {}
 
     class Owner:
         def __init__(self, other: Signal, uid: str) -> None:
@@ -1148,17 +1156,21 @@ def test_two_signals_torn_down_in_opposite_order_from_two_threads_complete():
             pass
 
         def __del__(self) -> None:
+            finalized_in[self.uid] = threading.current_thread().name
             with contextlib.suppress(threading.BrokenBarrierError):
                 both_inside.wait()
             self.other.disconnect(dispatch_uid=self.uid)
 
-    a.connect(Owner(b, "b-side"), weak=False, dispatch_uid="owner")
-    b.connect(Owner(a, "a-side"), weak=False, dispatch_uid="owner")
+    def tear_down(sig: Signal, other: Signal, uid: str) -> None:
+        sig.connect(Owner(other, uid), weak=False, dispatch_uid="owner")
+        connected.wait()
+        sig.disconnect(dispatch_uid="owner")
+
     a.connect(make_receiver("a-side"), weak=False, dispatch_uid="a-side")
     b.connect(make_receiver("b-side"), weak=False, dispatch_uid="b-side")
     threads = [
-        threading.Thread(target=sig.disconnect, kwargs={"dispatch_uid": "owner"})
-        for sig in (a, b)
+        threading.Thread(target=tear_down, args=(a, b, "b-side"), name="tears-a"),
+        threading.Thread(target=tear_down, args=(b, a, "a-side"), name="tears-b"),
     ]
     for t in threads:
         t.daemon = True  # if they deadlock, let the test process still exit
@@ -1166,6 +1178,8 @@ def test_two_signals_torn_down_in_opposite_order_from_two_threads_complete():
     for t in threads:
         t.join(20)
     assert not any(t.is_alive() for t in threads), "deadlock"
+    # Each finalizer ran in its tearing thread, so the two could meet.
+    assert finalized_in == {"b-side": "tears-a", "a-side": "tears-b"}
     assert a.receivers == [] and b.receivers == []
 
 
