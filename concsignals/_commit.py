@@ -58,7 +58,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import _mute, _run
+from . import _mute, _run, monitoring
 from ._send import Send
 
 if TYPE_CHECKING:
@@ -118,6 +118,9 @@ class Deferred:
         return f"<deferred send of {self.signal!r}: {n} receivers>"
 
     def __call__(self) -> None:
+        if not self.entries:  # an after_commit() send with nobody to call
+            self.context.run(_run.nobody, self.signal, self.sender, self.named, True)
+            return
         send = Send(self.signal, self.entries, self.sender, self.named, None, True)
         send.deferred = self.part  # monitors: a send of its own, or not
         self.context.run(_run.run, send, self.executor)
@@ -206,7 +209,9 @@ class AfterCommit:
         entries = signal._snapshot.lookup(sender)
         if _mute.active:  # mute: leave out what this context muted
             entries = _mute.unmuted(signal, entries, sender)
-        if entries:
+        # With nobody to call, a send is still made at the commit, for the
+        # monitors installed now (a capture records it); otherwise nothing.
+        if entries or monitoring.installed:
             Deferred(signal, entries, sender, named, signal._executor).register(
                 self.alias
             )

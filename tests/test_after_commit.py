@@ -43,6 +43,7 @@ CASES = [
     "OnCommitConnections::test_monitors_see_the_deferred_send_at_the_commit",
     "OnCommitConnections::test_a_capture_records_the_send_once_not_again_at_the_commit",
     "OnCommitConnections::test_a_capture_records_an_after_commit_send_at_the_commit",
+    "OnCommitConnections::test_an_after_commit_send_with_nobody_to_call_is_recorded_at_the_commit",
     "OnCommitConnections::test_a_send_in_thread_a_waits_for_as_commit_never_bs",
     "Targets::test_a_receiver_on_a_thread_pool_receives_after_the_commit",
     "Targets::test_a_receiver_on_a_process_pool_receives_after_the_commit",

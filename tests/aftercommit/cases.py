@@ -265,6 +265,24 @@ class OnCommitConnections(TransactionTestCase):
             record = sent.assert_sent_once(signal, text="x")
         self.assertEqual(record.results, ((rec, "ok"),))
 
+    def test_an_after_commit_send_with_nobody_to_call_is_recorded_at_the_commit(
+        self,
+    ) -> None:
+        from concsignals.testing import capture
+
+        signal = concsignals.Signal()
+        with capture(signal) as sent:
+            with transaction.atomic():
+                signal.after_commit().send(sender=None, text="kept")
+                sent.assert_not_sent(signal)
+            sent.assert_sent_once(signal, text="kept")
+            with self.assertRaises(Boom), transaction.atomic():
+                signal.after_commit().send_robust(sender=None, text="dropped")
+                raise Boom
+        sent.assert_not_sent(signal, text="dropped")
+        record = sent.assert_sent_once(signal)
+        self.assertEqual(record.results, ())
+
     def test_a_send_in_thread_a_waits_for_as_commit_never_bs(self) -> None:
         rec = Recorder()
         a_sent, b_done = threading.Event(), threading.Event()
