@@ -47,6 +47,7 @@ CASES = [
     "OnCommitConnections::test_a_send_in_thread_a_waits_for_as_commit_never_bs",
     "Targets::test_a_receiver_on_a_thread_pool_receives_after_the_commit",
     "Targets::test_a_receiver_on_a_process_pool_receives_after_the_commit",
+    "Targets::test_a_receiver_on_a_dask_cluster_receives_after_the_commit",
     "Targets::test_a_fire_and_forget_receiver_is_handed_over_at_the_commit",
     "AfterCommitView::test_the_whole_send_waits_for_the_commit",
     "AfterCommitView::test_a_rollback_drops_the_whole_send",

@@ -343,9 +343,9 @@ class Targets(TransactionTestCase):
         cls.processes.shutdown()
         super().tearDownClass()
 
-    def check_after_commit(self, via: Any, elsewhere: str) -> None:
+    def check_after_commit(self, via: Any, elsewhere: str, name: str) -> None:
         db = connections["default"].settings_dict["NAME"]
-        out = os.path.join(os.path.dirname(db), f"{elsewhere}.out")
+        out = os.path.join(os.path.dirname(db), f"{name}.out")
         signal = concsignals.Signal()
         with connected(signal, count_notes, via=via, on_commit=True):
             with transaction.atomic():
@@ -362,10 +362,32 @@ class Targets(TransactionTestCase):
 
     def test_a_receiver_on_a_thread_pool_receives_after_the_commit(self) -> None:
         with ThreadPoolExecutor(2) as pool:
-            self.check_after_commit(pool, "thread")
+            self.check_after_commit(pool, "thread", "threads")
 
     def test_a_receiver_on_a_process_pool_receives_after_the_commit(self) -> None:
-        self.check_after_commit(self.processes, "process")
+        self.check_after_commit(self.processes, "process", "processes")
+
+    def test_a_receiver_on_a_dask_cluster_receives_after_the_commit(self) -> None:
+        try:
+            import dask
+            from distributed import Client, LocalCluster
+        except ImportError:
+            self.skipTest("dask.distributed is not installed (extra concsignals[dask])")
+        # One worker process on loopback; no profiler (see tests/conftest.py).
+        with (
+            dask.config.set({"distributed.worker.profile.enabled": False}),
+            LocalCluster(
+                processes=True,
+                n_workers=1,
+                threads_per_worker=1,
+                host="127.0.0.1",
+                dashboard_address=":0",
+                silence_logs=logging.CRITICAL,
+            ) as cluster,
+            Client(cluster) as client,
+        ):
+            client.wait_for_workers(1)
+            self.check_after_commit(client.get_executor(), "process", "dask")
 
     def test_a_fire_and_forget_receiver_is_handed_over_at_the_commit(self) -> None:
         with ThreadPoolExecutor(1) as pool:
