@@ -32,6 +32,7 @@ from .scenarios import (
     needs_asend,
     needs_pool,
     pool_path,
+    spawn_split,
     split_threads,
 )
 
@@ -79,11 +80,7 @@ class ParallelFanout(Scenario):
                 do_send(run, signal, w.rng.choice(targets), board, path, w.rng)
                 w.sends += 1
 
-        writers, senders_n = split_threads(run.opts)
-        for _ in range(max(1, writers // 2)):
-            run.spawn("writer", writer)
-        for _ in range(senders_n):
-            run.spawn("sender", sender)
+        spawn_split(run, writer, sender, writers_halved=True)
 
 
 class AsyncLoops(Scenario):
@@ -189,11 +186,7 @@ class PerConnection(Scenario):
                 w.sends += 1
             close_own_loop()
 
-        writers, senders_n = split_threads(run.opts)
-        for _ in range(max(1, writers // 2)):
-            run.spawn("writer", writer)
-        for _ in range(senders_n):
-            run.spawn("sender", sender)
+        spawn_split(run, writer, sender, writers_halved=True)
 
 
 class Quiesce(Scenario):
@@ -251,8 +244,4 @@ class Quiesce(Scenario):
                 w.sends += 1
             close_own_loop()
 
-        writers, senders_n = split_threads(run.opts)
-        for _ in range(writers):
-            run.spawn("writer", writer)
-        for _ in range(senders_n):
-            run.spawn("sender", sender)
+        spawn_split(run, writer, sender)

@@ -267,6 +267,25 @@ def split_threads(opts: Options) -> tuple[int, int]:
     return writers, max(1, opts.threads - writers)
 
 
+def spawn_split(
+    run: Run,
+    writer: Callable[[Worker], None],
+    sender: Callable[[Worker], None],
+    *,
+    writers_halved: bool = False,
+) -> None:
+    """Start the writers and senders of :func:`split_threads`; with
+    ``writers_halved``, half as many writers (at least one), as two of the
+    scenarios of ``elsewhere.py`` have run since they were written."""
+    writers, senders = split_threads(run.opts)
+    if writers_halved:
+        writers = max(1, writers // 2)
+    for _ in range(writers):
+        run.spawn("writer", writer)
+    for _ in range(senders):
+        run.spawn("sender", sender)
+
+
 class SendersVsWriters(Scenario):
     name = "senders-vs-writers"
     title = "many threads send while others connect/disconnect their own receivers"
@@ -296,11 +315,7 @@ class SendersVsWriters(Scenario):
                 do_send(run, signal, w.rng.choice(targets), board, path, w.rng)
                 w.sends += 1
 
-        writers, senders_n = split_threads(run.opts)
-        for _ in range(writers):
-            run.spawn("writer", writer)
-        for _ in range(senders_n):
-            run.spawn("sender", sender)
+        spawn_split(run, writer, sender)
 
 
 def collect_sometimes(probe: Probe, signal: Any, sender: object, ctx: Any) -> None:
@@ -370,11 +385,7 @@ class WeakReceiversDying(Scenario):
                 do_send(run, signal, w.rng.choice(targets), board, path, w.rng)
                 w.sends += 1
 
-        writers, senders_n = split_threads(run.opts)
-        for _ in range(writers):
-            run.spawn("writer", writer)
-        for _ in range(senders_n):
-            run.spawn("sender", sender)
+        spawn_split(run, writer, sender)
 
     def finish(self, run: Run) -> None:
         gc.collect()
