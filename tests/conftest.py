@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import multiprocessing
 import sys
 from collections.abc import Iterator
@@ -11,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests import cluster
 from tests.backends import BACKENDS, Backend
 
 
@@ -38,27 +38,9 @@ def process_pool() -> Iterator[Executor]:
 @pytest.fixture(scope="session")
 def dask_client() -> Iterator[Any]:
     """A real dask cluster: 2 worker processes of 1 thread on loopback."""
-    try:
-        import dask
-        from distributed import Client, LocalCluster
-    except ImportError:
-        pytest.skip("dask.distributed is not installed (extra concsignals[dask])")
-    # No profiler: its thread walks the frames of other running threads
-    # (sys._current_frames()), which crashes the free-threaded 3.13 build
-    # (CPython issue 152355); our tests do not need it anywhere.
-    with (
-        dask.config.set({"distributed.worker.profile.enabled": False}),
-        LocalCluster(
-            processes=True,
-            n_workers=2,
-            threads_per_worker=1,
-            host="127.0.0.1",
-            dashboard_address=":0",  # a free port: None still binds 8787
-            silence_logs=logging.CRITICAL,
-        ) as cluster,
-        Client(cluster) as client,
-    ):
-        client.wait_for_workers(2)
+    why = "dask.distributed is not installed (extra concsignals[dask])"
+    pytest.importorskip("distributed", reason=why)
+    with cluster.dask_client(2) as client:
         yield client
 
 

@@ -11,6 +11,7 @@ and which thread they ran in.
 from __future__ import annotations
 
 import contextvars
+import importlib.util
 import logging
 import multiprocessing
 import os
@@ -28,6 +29,7 @@ from django.utils.connection import ConnectionDoesNotExist
 import concsignals
 import concsignals.django
 import concsignals.monitoring
+from tests.cluster import dask_client
 
 from .models import Note
 from .receivers import count_notes
@@ -368,25 +370,9 @@ class Targets(TransactionTestCase):
         self.check_after_commit(self.processes, "process", "processes")
 
     def test_a_receiver_on_a_dask_cluster_receives_after_the_commit(self) -> None:
-        try:
-            import dask
-            from distributed import Client, LocalCluster
-        except ImportError:
+        if importlib.util.find_spec("distributed") is None:
             self.skipTest("dask.distributed is not installed (extra concsignals[dask])")
-        # One worker process on loopback; no profiler (see tests/conftest.py).
-        with (
-            dask.config.set({"distributed.worker.profile.enabled": False}),
-            LocalCluster(
-                processes=True,
-                n_workers=1,
-                threads_per_worker=1,
-                host="127.0.0.1",
-                dashboard_address=":0",
-                silence_logs=logging.CRITICAL,
-            ) as cluster,
-            Client(cluster) as client,
-        ):
-            client.wait_for_workers(1)
+        with dask_client(1) as client:  # one worker process on loopback
             self.check_after_commit(client.get_executor(), "process", "dask")
 
     def test_a_fire_and_forget_receiver_is_handed_over_at_the_commit(self) -> None:
